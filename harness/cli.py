@@ -1,0 +1,231 @@
+"""Command line: `python -m harness {run,plan,status,report,data} ...`.
+
+Exit codes: 0 success; 1 some jobs failed (their logs are named); 2 bad input (file, key, data);
+130 interrupted (finished jobs are kept: run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import HarnessError
+
+CACHE_ENV = "HARNESS_CACHE"
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "harness")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except HarnessError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nharness: interrupted; finished jobs are kept: run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Statistically sound ablation studies of knowledge distillation for sound event detection.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run an ablation study: shared stages, every job, tables, report")
+    _study_args(run)
+    run.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: one per CPU core)")
+    run.add_argument("--threads", type=int, default=None, help="threads per job (default: cores / jobs)")
+    run.add_argument("--backend", choices=("local", "dask", "inprocess"), default="local",
+                     help="local processes (default), a Dask cluster, or in this process (debugging)")
+    run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    run.add_argument("--dask-resources", help="Dask worker resources each job needs, e.g. GPU=1")
+    run.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU (CUDA only)")
+    run.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
+    run.add_argument("--force", action="store_true", help="run every job again, finished ones included")
+    run.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory")
+    run.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    run.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
+    run.set_defaults(func=cmd_run)
+
+    plan = sub.add_parser("plan", help="print the jobs of a study (id, variant, factors, seed, status)")
+    _study_args(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    status = sub.add_parser("status", help="summarise done, running, failed and pending jobs of a study")
+    _study_args(status)
+    status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser("report", help="tables, t-tests and plots of a run directory (or summary stats)")
+    report.add_argument("run_dir", nargs="?", type=Path, help="runs/<study>")
+    report.add_argument("--summary", type=Path, help="a TOML/CSV of published mean, sd, n and comparisons")
+    report.add_argument("--out", type=Path, help="output directory (default: reports/<study>)")
+    report.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
+    report.set_defaults(func=cmd_report)
+
+    data = sub.add_parser("data", help="the built-in synthetic corpus and DESED checks")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser("synth", help="generate the synthetic DESED-format corpus")
+    synth.add_argument("out", type=Path)
+    synth.add_argument("--size", choices=("tiny", "quick"), default="quick")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=cmd_synth)
+    check = data_sub.add_parser("check", help="read a DESED root and print the clips per subset")
+    check.add_argument("root", type=Path)
+    check.add_argument("--skip-missing", action="store_true", help="skip audio files that are missing")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="an ablation file, e.g. ablations/table2.toml")
+    p.add_argument("--profile", default="paper", help="paper (DESED, SPEC 2.5; default), quick or tiny")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set train.steps=500 --set seeds=3 --set data.root=/x")
+    p.add_argument("--data", help="DESED root (or set $HARNESS_DESED_ROOT)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="runs directory (default: runs)")
+    p.add_argument("--cache", type=Path, default=None, help=f"cache directory (default: ${CACHE_ENV} or "
+                   "~/.cache/harness)")
+
+
+def _resolved(args):
+    from harness.study.plan import resolve
+    from harness.study.spec import load_study, split_overrides
+
+    spec = load_study(args.file)
+    cache = args.cache or default_cache()
+    return resolve(spec, args.profile, cache, split_overrides(args.overrides), args.data), cache
+
+
+def cmd_run(args) -> int:
+    from harness.study.runner import RunOptions, run_study
+
+    study, cache = _resolved(args)
+    options = RunOptions(runs_dir=args.runs, cache_dir=cache, backend=args.backend, jobs=args.jobs,
+                         threads=args.threads, scheduler=args.scheduler, dask_resources=args.dask_resources,
+                         jobs_per_gpu=args.jobs_per_gpu, rerun_failed=args.rerun_failed, force=args.force)
+    outcome = run_study(study, options)
+    print(f"results: {outcome.run_dir / 'results.csv'} ({outcome.total} jobs: {outcome.ran} ran, "
+          f"{outcome.skipped} kept from before, {len(outcome.failed)} failed)")
+    if not args.no_report:
+        from harness.report.build import build_report
+
+        path = build_report(outcome.run_dir, args.reports / outcome.run_dir.name, test=args.test)
+        print(f"report: {path}")
+    if outcome.failed:
+        print(f"{len(outcome.failed)} jobs failed:", file=sys.stderr)
+        for job, log_path in outcome.failed:
+            print(f"  {job.variant} seed {job.seed}: {log_path}", file=sys.stderr)
+        print("fix the cause, then run again with --rerun-failed (finished jobs are kept)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from harness.study.plan import expand, expand_tuning
+    from harness.study.runner import RunOptions, run_dir_of, status_of
+
+    study, cache = _resolved(args)
+    run_dir = run_dir_of(study, RunOptions(runs_dir=args.runs, cache_dir=cache))
+    jobs = expand_tuning(study) + expand(study, _chosen_lambdas(run_dir))
+    print(f"study {study.spec.name} ({study.profile}): {len(jobs)} jobs -> {run_dir}")
+    print(f"{'job id':<13} {'phase':<9} {'variant':<16} {'curriculum':<10} {'pseudolabels':<12} "
+          f"{'masking':<8} {'augment':<8} {'l1':>5} {'l2':>5} {'seed':>5}  status")
+    for j in jobs:
+        f = j.factors
+        print(f"{j.job_id:<13} {j.phase:<9} {j.variant:<16} {f['curriculum']:<10} {f['pseudolabels']:<12} "
+              f"{f['masking']:<8} {f['augmentation']:<8} {j.config.loss.lambda1:>5} {j.config.loss.lambda2:>5} "
+              f"{j.seed:>5}  {status_of(run_dir, j)}")
+    if study.spec.tune is not None and not _chosen_lambdas(run_dir):
+        print("(replicate jobs use the file's lambdas until the [tune] stage has chosen them)")
+    return 0
+
+
+def _chosen_lambdas(run_dir: Path) -> dict | None:
+    import json
+
+    path = run_dir / "tuning.json"
+    if not path.exists():
+        return None
+    return {v: (d["lambda1"], d["lambda2"]) for v, d in json.loads(path.read_text()).items()}
+
+
+def cmd_status(args) -> int:
+    from collections import Counter
+
+    from harness.study.plan import expand
+    from harness.study.runner import RunOptions, run_dir_of, status_of
+
+    study, cache = _resolved(args)
+    run_dir = run_dir_of(study, RunOptions(runs_dir=args.runs, cache_dir=cache))
+    jobs = expand(study, _chosen_lambdas(run_dir))
+    states = {j.job_id: status_of(run_dir, j) for j in jobs}
+    counts = Counter(states.values())
+    print(f"study {study.spec.name} ({study.profile}) in {run_dir}: " + ", ".join(
+        f"{counts.get(s, 0)} {s}" for s in ("done", "running", "failed", "interrupted", "pending"))
+          + f" of {len(jobs)}")
+    for j in jobs:
+        if states[j.job_id] == "failed":
+            print(f"  failed: {j.variant} seed {j.seed}: {run_dir / 'jobs' / j.job_id / 'log.txt'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness.report.build import build_report, build_summary_report
+
+    if args.summary is not None:
+        out = args.out or Path("reports") / args.summary.stem
+        print(f"report: {build_summary_report(args.summary, out, test=args.test)}")
+        return 0
+    if args.run_dir is None:
+        raise HarnessError("report: give a run directory (runs/<study>) or --summary FILE")
+    from harness.study.runner import rebuild_tables
+
+    if (args.run_dir / "study.json").exists():
+        rebuild_tables(args.run_dir)  # the per-job results are the truth; the tables are derived
+    out = args.out or Path("reports") / args.run_dir.name
+    print(f"report: {build_report(args.run_dir, out, test=args.test)}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    import time
+
+    from harness.data.synth import generate
+
+    start = time.perf_counter()
+    counts = generate(args.out, args.size, args.seed)
+    print(f"synthetic corpus ({args.size}, seed {args.seed}) in {args.out} "
+          f"({time.perf_counter() - start:.1f} s)")
+    return _print_counts(args.out, skip_missing=False) if counts else 0
+
+
+def cmd_check(args) -> int:
+    return _print_counts(args.root, args.skip_missing)
+
+
+def _print_counts(root: Path, skip_missing: bool) -> int:
+    from harness.config import DataConfig
+    from harness.data.desed import load_dataset
+
+    subsets = load_dataset(DataConfig(root=str(root), skip_missing=skip_missing), Path(root))
+    for name, subset in subsets.items():
+        n_events = sum(len(c.events or ()) for c in subset.clips)
+        extra = f", {n_events} events" if subset.kind == "strong" else ""
+        print(f"  {name:<11} {len(subset.clips):>6} clips ({subset.kind}{extra})")
+    return 0

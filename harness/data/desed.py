@@ -1,0 +1,318 @@
+"""Read a DESED root (SPEC section 3) into typed, validated records.
+
+One `Subset` per metadata TSV: its clips with their audio path, duration and labels. Every defect of a
+TSV is reported with the TSV's path and the 1-based line number (the header is line 1), so a user can
+open the file and fix it. Missing audio files (failed YouTube downloads) either stop the load with a
+count and examples, or, with `DataConfig.skip_missing`, are dropped and logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal
+
+import pandas as pd
+import soundfile as sf
+
+from harness.config import DataConfig
+from harness.constants import CLASS_INDEX, CLASSES, SUBSETS
+from harness.errors import DataError
+
+log = logging.getLogger("harness.data")
+
+Kind = Literal["strong", "weak", "unlabeled"]
+
+# subset -> (kind, metadata TSV, audio folder), relative to the DESED root.
+LAYOUT: dict[str, tuple[Kind, str, str]] = {
+    "synthetic": ("strong", "metadata/train/synthetic.tsv", "audio/train/synthetic"),
+    "weak": ("weak", "metadata/train/weak.tsv", "audio/train/weak"),
+    "unlabeled": ("unlabeled", "metadata/train/unlabel_in_domain.tsv", "audio/train/unlabel_in_domain"),
+    "validation": ("strong", "metadata/validation/validation.tsv", "audio/validation"),
+    "test": ("strong", "metadata/eval/public.tsv", "audio/eval/public"),
+}
+
+COLUMNS: dict[Kind, tuple[str, ...]] = {
+    "strong": ("filename", "onset", "offset", "event_label"),
+    "weak": ("filename", "event_labels"),
+    "unlabeled": ("filename",),
+}
+
+REFERENCE_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label")
+_MAX_LISTED = 5  # missing files named in an error message
+
+
+@dataclass(frozen=True)
+class Event:
+    """One labelled sound event of a clip, in seconds from the clip's start."""
+
+    onset: float
+    offset: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One audio clip and its labels.
+
+    Attributes:
+        clip_id: the file name as written in the TSV, e.g. "Y0a1b2c3d4e5_30.000_40.000.wav".
+        path: the audio file.
+        duration: length of the audio in seconds (read from the file header).
+        events: the strong labels (strong subsets; possibly empty); None for weak and unlabeled clips.
+        weak: the clip's class labels (weak subsets; for strong subsets the labels of its events);
+            None for unlabeled clips.
+    """
+
+    clip_id: str
+    path: Path
+    duration: float
+    events: tuple[Event, ...] | None
+    weak: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The clips of one metadata TSV, in the order of their first row."""
+
+    name: str
+    kind: Kind
+    clips: tuple[Clip, ...]
+    tsv: Path
+    audio_dir: Path
+
+    @property
+    def clip_ids(self) -> tuple[str, ...]:
+        """File names of the clips, in order."""
+        return tuple(clip.clip_id for clip in self.clips)
+
+    def reference_events(self) -> pd.DataFrame:
+        """The strong labels as a DataFrame with columns filename, onset, offset, event_label.
+
+        Clips without events contribute no rows (evaluation iterates over `clip_ids` to include them).
+
+        Raises:
+            DataError: the subset is not strongly labelled.
+        """
+        if self.kind != "strong":
+            raise DataError(f"subset {self.name!r} ({self.tsv}) is {self.kind}, it has no strong labels")
+        rows = [
+            (clip.clip_id, ev.onset, ev.offset, ev.label) for clip in self.clips for ev in clip.events or ()
+        ]
+        return pd.DataFrame(rows, columns=list(REFERENCE_COLUMNS)).astype(
+            {"onset": float, "offset": float}
+        )
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def subset_paths(data: DataConfig, name: str, root: Path) -> tuple[Kind, Path, Path]:
+    """(kind, TSV path, audio folder) of a subset, with DataConfig's `<name>_tsv/_audio` overrides."""
+    if name not in LAYOUT:
+        raise DataError(f"unknown subset {name!r}; valid subsets: {', '.join(LAYOUT)}")
+    kind, tsv, audio = LAYOUT[name]
+    tsv = getattr(data, f"{name}_tsv") or tsv
+    audio = getattr(data, f"{name}_audio") or audio
+    # Path join keeps an absolute override as it is.
+    return kind, root / tsv, root / audio
+
+
+def _root_of(data: DataConfig, root: Path | str | None) -> Path:
+    if root is None:
+        if data.root is None:
+            raise DataError("data.root is not set: give the DESED root folder in the study's [data] table")
+        root = data.root
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"DESED root {root} does not exist or is not a folder; check data.root")
+    return root
+
+
+# --------------------------------------------------------------------------- TSV parsing
+
+
+def _read_rows(tsv: Path, kind: Kind) -> list[tuple[int, list[str]]]:
+    """The data rows of a TSV as (line number, cells), exact duplicates dropped with a warning.
+
+    Raises:
+        DataError: the file is missing, or its header lacks an expected column.
+    """
+    if not tsv.is_file():
+        raise DataError(f"metadata file {tsv} does not exist; check the DESED root or the subset's _tsv override")
+    with tsv.open(newline="", encoding="utf-8") as f:
+        lines = list(csv.reader(f, delimiter="\t"))
+    if not lines:
+        raise DataError(f"{tsv}: the file is empty; expected a header with columns {', '.join(COLUMNS[kind])}")
+    header = [h.strip() for h in lines[0]]
+    expected = COLUMNS[kind]
+    missing = [c for c in expected if c not in header]
+    if missing:
+        raise DataError(
+            f"{tsv}, line 1: missing column(s) {', '.join(missing)}; expected columns "
+            f"{', '.join(expected)} (tab-separated), found {', '.join(header) or 'none'}"
+        )
+    index = [header.index(c) for c in expected]
+    rows, seen, duplicates = [], set(), 0
+    for line_no, cells in enumerate(lines[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue  # blank line
+        cells = cells + [""] * (len(header) - len(cells))
+        picked = tuple(cells[i].strip() for i in index)
+        if picked in seen:
+            duplicates += 1
+            continue
+        seen.add(picked)
+        rows.append((line_no, list(picked)))
+    if duplicates:
+        log.warning("%s: dropped %d exact duplicate row(s)", tsv, duplicates)
+    return rows
+
+
+def _check_filename(tsv: Path, line_no: int, filename: str) -> None:
+    if not filename:
+        raise DataError(f"{tsv}, line {line_no}: empty filename")
+
+
+def _check_label(tsv: Path, line_no: int, label: str) -> None:
+    if label not in CLASS_INDEX:
+        raise DataError(
+            f"{tsv}, line {line_no}: unknown class {label!r}; valid classes: {', '.join(CLASSES)}"
+        )
+
+
+def _parse_time(tsv: Path, line_no: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{tsv}, line {line_no}: {column} {text!r} is not a number (seconds)") from None
+    if not math.isfinite(value) or value < 0:
+        raise DataError(f"{tsv}, line {line_no}: {column} {text!r} must be a finite time >= 0 s")
+    return value
+
+
+def _parse_strong(tsv: Path, rows: list[tuple[int, list[str]]]) -> dict[str, list[Event]]:
+    """filename -> its events; an all-empty onset/offset/event_label row is a clip without events."""
+    events: dict[str, list[Event]] = {}
+    for line_no, (filename, onset, offset, label) in rows:
+        _check_filename(tsv, line_no, filename)
+        clip_events = events.setdefault(filename, [])
+        if not (onset or offset or label):
+            continue
+        if not (onset and offset and label):
+            raise DataError(
+                f"{tsv}, line {line_no}: onset, offset and event_label must be all set or all empty "
+                f"(a clip without events), got {onset!r}, {offset!r}, {label!r}"
+            )
+        _check_label(tsv, line_no, label)
+        start = _parse_time(tsv, line_no, "onset", onset)
+        end = _parse_time(tsv, line_no, "offset", offset)
+        if start >= end:
+            raise DataError(f"{tsv}, line {line_no}: onset {start} s must be before offset {end} s")
+        clip_events.append(Event(start, end, label))
+    return events
+
+
+def _parse_weak(tsv: Path, rows: list[tuple[int, list[str]]]) -> dict[str, set[str]]:
+    """filename -> its labels, from the comma-separated `event_labels` column."""
+    labels: dict[str, set[str]] = {}
+    for line_no, (filename, text) in rows:
+        _check_filename(tsv, line_no, filename)
+        names = {name.strip() for name in text.split(",") if name.strip()}
+        for name in sorted(names):
+            _check_label(tsv, line_no, name)
+        labels.setdefault(filename, set()).update(names)
+    return labels
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def _present_files(
+    name: str, tsv: Path, audio_dir: Path, filenames: Iterable[str], skip_missing: bool
+) -> list[str]:
+    """The filenames whose audio exists; missing ones raise DataError, or are logged with skip_missing."""
+    filenames = list(filenames)
+    existing = {p.name for p in audio_dir.iterdir()} if audio_dir.is_dir() else set()
+    # A filename with a sub-folder is checked on disk; the bare-name set avoids one stat per clip.
+    missing = [f for f in filenames if f not in existing and not (audio_dir / f).is_file()]
+    if missing and not skip_missing:
+        listed = ", ".join(str(audio_dir / f) for f in missing[:_MAX_LISTED])
+        raise DataError(
+            f"subset {name!r}: {len(missing)} of {len(filenames)} audio files listed in {tsv} are missing "
+            f"from {audio_dir} (e.g. {listed}); download them, or set skip_missing = true in the [data] "
+            f"table to skip them"
+        )
+    if missing:
+        log.warning(
+            "subset %r: skipping %d of %d clips whose audio is missing from %s (first: %s)",
+            name, len(missing), len(filenames), audio_dir, missing[0],
+        )
+    lost = set(missing)
+    return [f for f in filenames if f not in lost]
+
+
+def audio_duration(path: Path) -> float:
+    """Length of an audio file in seconds, from its header.
+
+    Raises:
+        DataError: the file cannot be read or holds no samples.
+    """
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise DataError(f"cannot read audio file {path}: {e}; re-download or delete it") from e
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise DataError(f"audio file {path} holds no samples; re-download or delete it")
+    return info.frames / info.samplerate
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_subset(data: DataConfig, name: str, root: Path | str | None = None) -> Subset:
+    """Read one subset (one of SUBSETS) of a DESED root.
+
+    Args:
+        data: the study's data config (overrides of the layout, skip_missing).
+        name: "synthetic", "weak", "unlabeled", "validation" or "test".
+        root: the DESED root; None = data.root.
+
+    Raises:
+        DataError: a missing root, TSV or audio file, or a malformed TSV row (path and line named).
+    """
+    root = _root_of(data, root)
+    kind, tsv, audio_dir = subset_paths(data, name, root)
+    rows = _read_rows(tsv, kind)
+    strong = _parse_strong(tsv, rows) if kind == "strong" else None
+    weak = _parse_weak(tsv, rows) if kind == "weak" else None
+    order = list(dict.fromkeys(row[0] for _, row in rows))
+    for line_no, row in rows:
+        _check_filename(tsv, line_no, row[0])
+    present = _present_files(name, tsv, audio_dir, order, data.skip_missing)
+    clips = tuple(_make_clip(f, audio_dir, strong, weak) for f in present)
+    return Subset(name=name, kind=kind, clips=clips, tsv=tsv, audio_dir=audio_dir)
+
+
+def _make_clip(
+    filename: str, audio_dir: Path, strong: dict[str, list[Event]] | None, weak: dict[str, set[str]] | None
+) -> Clip:
+    path = audio_dir / filename
+    events = tuple(strong[filename]) if strong is not None else None
+    if events is not None:
+        labels: frozenset[str] | None = frozenset(ev.label for ev in events)
+    elif weak is not None:
+        labels = frozenset(weak[filename])
+    else:
+        labels = None
+    return Clip(clip_id=filename, path=path, duration=audio_duration(path), events=events, weak=labels)
+
+
+def load_dataset(
+    data: DataConfig, root: Path | str | None = None, subsets: Iterable[str] = SUBSETS
+) -> dict[str, Subset]:
+    """Read several subsets of a DESED root: {name: Subset}, in the order given."""
+    return {name: load_subset(data, name, root) for name in subsets}

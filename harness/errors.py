@@ -1,0 +1,28 @@
+"""The exception hierarchy. Every error a user can cause derives from HarnessError.
+
+Messages name the file, key or clip at fault and say what to do about it.
+"""
+
+
+class HarnessError(Exception):
+    """Base of every error the harness raises on purpose."""
+
+
+class ConfigError(HarnessError):
+    """A study file, an override or a config value is wrong."""
+
+
+class DataError(HarnessError):
+    """A dataset, a metadata TSV, an audio file or a predictions file is wrong or missing."""
+
+
+class JobFailed(HarnessError):
+    """A training job could not finish (diverged, crashed); the study goes on without it."""
+
+
+class TrainingDiverged(JobFailed):
+    """A loss became NaN or infinite."""
+
+
+class StudyLocked(HarnessError):
+    """Another run of the same study holds its lock."""

@@ -1,0 +1,1 @@
+"""Post-processing, metrics (sed_eval-exact event/segment F1) and prediction files."""

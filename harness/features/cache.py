@@ -1,0 +1,355 @@
+"""Log-mel features computed once per (subset, feature config, audio content) and cached on disk.
+
+Layout under `<cache_dir>/features/`:
+
+    <subset>-<n_mels>-<key>.npy    [N, n_frames, n_mels] float32, opened memory-mapped
+    <subset>-<n_mels>-<key>.json   sidecar: clip ids in row order, the feature config, creation time
+    norm-<n_mels>-<hash>.json      per-bin mean / std of a group of feature sets
+    audio-digests.json             content digest of each audio file, keyed by (path, size, mtime)
+
+The key hashes the feature config, n_mels, and every clip's id and content digest, so a changed
+config or a rewritten audio file gives a new key (and a recomputation) while an unchanged one is a
+cache hit that never opens the audio. The digest index spares re-hashing gigabytes of audio on
+every call: a file whose size and mtime are unchanged keeps its recorded digest.
+
+Every file is written to a temporary name in the same directory and renamed into place, so a crash
+or a bad audio file never leaves a half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import joblib
+import numpy as np
+
+from harness.config import FeatureConfig, to_dict
+from harness.errors import ConfigError, DataError
+from harness.features.audio import missing_audio_error, read_audio
+from harness.features.logmel import framing, logmel_batch
+
+log = logging.getLogger("harness.features")
+
+# Bump when the computation changes, so that caches written by older code are recomputed.
+FORMAT_VERSION = 1
+DIGEST_INDEX = "audio-digests.json"
+# Clips per extraction task: ~70 MB of float32 working memory a task for 10 s clips at 44.1 kHz.
+CHUNK_CLIPS = 8
+# Clips per chunk when accumulating normalisation statistics: ~32 MB of float64 for 64 bins.
+STATS_CHUNK_CLIPS = 128
+_SUBSET_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureSet:
+    """The cached features of one subset at one number of mel bins.
+
+    Attributes:
+        clip_ids: the clips, in row order.
+        features: [N, n_frames, n_mels] float32 log-mel features, a read-only memory map.
+        path: the .npy file holding them.
+        key: the cache key (hash of feature config, n_mels and the clips' ids and audio contents).
+    """
+
+    clip_ids: tuple[str, ...]
+    features: np.ndarray
+    path: Path
+    key: str
+
+    @property
+    def n_mels(self) -> int:
+        return int(self.features.shape[2])
+
+    @functools.cached_property
+    def rows(self) -> dict[str, int]:
+        """Clip id -> row of `features`."""
+        return {clip_id: i for i, clip_id in enumerate(self.clip_ids)}
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def extract(
+    clips: Sequence[tuple[str, Path]],
+    cfg: FeatureConfig,
+    n_mels: int,
+    cache_dir: Path,
+    subset: str,
+    jobs: int = 2,
+) -> FeatureSet:
+    """Log-mel features of a subset's clips, read from the cache or computed and cached.
+
+    Args:
+        clips: (clip id, audio path) pairs, in the row order wanted.
+        cfg: the feature config; audio is resampled to cfg.sample_rate.
+        n_mels: mel bins (cfg.student_mels or cfg.teacher_mels).
+        cache_dir: the study's cache directory; features go to its `features/` folder.
+        subset: the subset's name, used in file names and log messages.
+        jobs: worker processes for extraction (and threads for hashing audio).
+
+    Returns:
+        The FeatureSet, its features memory-mapped read-only from the cache.
+
+    Raises:
+        DataError: no clips, or an audio file missing, corrupt or unreadable (the message names it);
+            nothing is left in the cache for this key.
+        ConfigError: a subset name unfit for a file name, or a framing the config cannot give.
+    """
+    clips = [(str(clip_id), Path(path)) for clip_id, path in clips]
+    if not clips:
+        raise DataError(f"features: subset {subset!r} has no clips to extract; check its metadata TSV")
+    if not _SUBSET_NAME.match(subset):
+        raise ConfigError(f"features: subset name {subset!r} must use only letters, digits, '_', '-' and '.'")
+    framing(cfg)  # a bad framing fails here, before any audio is hashed
+    directory = Path(cache_dir) / "features"
+    directory.mkdir(parents=True, exist_ok=True)
+    digests = content_digests([path for _, path in clips], directory / DIGEST_INDEX, jobs)
+    key = feature_key(cfg, n_mels, [(clip_id, d) for (clip_id, _), d in zip(clips, digests)])
+    path = directory / f"{subset}-{n_mels}-{key}.npy"
+    clip_ids = tuple(clip_id for clip_id, _ in clips)
+    features = _open_cached(path, (len(clips), cfg.n_frames, n_mels))
+    if features is not None:
+        log.info("features: %s %d bins: cache hit", subset, n_mels)
+        return FeatureSet(clip_ids, features, path, key)
+    log.info("features: %s %d bins: computing %d clips", subset, n_mels, len(clips))
+    sidecar = {"subset": subset, "n_mels": n_mels, "key": key, "clip_ids": list(clip_ids)}
+    _compute(clips, cfg, n_mels, path, sidecar, jobs)
+    return FeatureSet(clip_ids, np.load(path, mmap_mode="r"), path, key)
+
+
+def feature_key(cfg: FeatureConfig, n_mels: int, clip_digests: Sequence[tuple[str, str]]) -> str:
+    """The cache key: a hash of every feature field but the two bin counts, n_mels, and the clips.
+
+    Args:
+        cfg: the feature config (student_mels / teacher_mels are left out: n_mels says which).
+        n_mels: mel bins of these features.
+        clip_digests: (clip id, content digest of its audio) per clip, in row order.
+
+    Returns:
+        16 hex digits.
+    """
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    fields.pop("student_mels")
+    fields.pop("teacher_mels")
+    payload = {"version": FORMAT_VERSION, "features": fields, "n_mels": n_mels, "clips": list(clip_digests)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _open_cached(path: Path, shape: tuple[int, int, int]) -> np.ndarray | None:
+    """The cached features at `path` memory-mapped read-only, or None when absent or unusable."""
+    if not path.is_file():
+        return None
+    try:
+        features = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        log.warning("features: %s is unreadable (%s); recomputing it", path, e)
+        return None
+    if features.shape != shape or features.dtype != np.float32:
+        log.warning("features: %s holds %s %s, not %s float32; recomputing it", path, features.shape, features.dtype, shape)
+        return None
+    return features
+
+
+def _compute(
+    clips: list[tuple[str, Path]], cfg: FeatureConfig, n_mels: int, path: Path, sidecar: dict, jobs: int
+) -> None:
+    """Compute the features of `clips` into a temporary .npy, then rename it to `path`.
+
+    Workers write their chunks of rows straight into the memory-mapped temporary file, so neither
+    they nor the parent ever hold the whole subset in memory.
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(clips), cfg.n_frames, n_mels))
+        del out  # created at full size; workers reopen it
+        starts = range(0, len(clips), CHUNK_CLIPS)
+        tasks = [(tmp, start, [p for _, p in clips[start : start + CHUNK_CLIPS]], cfg, n_mels) for start in starts]
+        if jobs <= 1 or len(tasks) == 1:
+            for task in tasks:
+                _fill_rows(*task)
+        else:
+            # Processes: reading WAVs and numpy's framing hold the GIL for part of each chunk; loky
+            # also caps BLAS threads in its workers at cores // jobs, so they do not oversubscribe.
+            joblib.Parallel(n_jobs=min(jobs, len(tasks)), backend="loky")(joblib.delayed(_fill_rows)(*t) for t in tasks)
+        _fsync(tmp)
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        _write_json(path.with_suffix(".json"), {**sidecar, "features": to_dict(cfg), "created": created})
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fill_rows(tmp: Path, start: int, paths: list[Path], cfg: FeatureConfig, n_mels: int) -> None:
+    """Read a chunk of clips and write their features to rows start.. of the .npy at `tmp`."""
+    batch = logmel_batch([read_audio(p, cfg.sample_rate) for p in paths], cfg, n_mels)
+    out = np.load(tmp, mmap_mode="r+")
+    out[start : start + len(paths)] = batch
+    out.flush()
+
+
+# --------------------------------------------------------------------------- content digests
+
+
+def content_digests(paths: Sequence[Path], index_path: Path, jobs: int = 2) -> list[str]:
+    """A digest of each file's bytes, re-hashing only files new to the index or changed since.
+
+    Args:
+        paths: audio files.
+        index_path: the JSON digest index, {absolute path: {"size", "mtime_ns", "digest"}}.
+        jobs: threads hashing files (hashlib releases the GIL on large buffers).
+
+    Returns:
+        One hex digest per path, in order.
+
+    Raises:
+        DataError: a file is missing.
+    """
+    index = _read_index(index_path)
+    stats = [_file_stat(Path(p)) for p in paths]
+    stale = sorted({name for name, size, mtime in stats if _recorded(index, name, size, mtime) is None})
+    if stale:
+        with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+            fresh = dict(zip(stale, pool.map(_hash_file, stale)))
+        for name, size, mtime in stats:
+            if name in fresh:
+                index[name] = {"size": size, "mtime_ns": mtime, "digest": fresh[name]}
+        # Another process may have added entries meanwhile: merge ours into the file's latest state.
+        _write_json(index_path, {**_read_index(index_path), **{n: index[n] for n in fresh}})
+    return [index[name]["digest"] for name, _, _ in stats]
+
+
+def _file_stat(path: Path) -> tuple[str, int, int]:
+    """(absolute path, size in bytes, mtime in ns) of an existing file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as e:
+        raise missing_audio_error(path) from e
+    if not path.is_file():
+        raise missing_audio_error(path)
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _recorded(index: dict[str, Any], name: str, size: int, mtime: int) -> str | None:
+    entry = index.get(name)
+    if isinstance(entry, dict) and entry.get("size") == size and entry.get("mtime_ns") == mtime:
+        return entry.get("digest")
+    return None
+
+
+def _hash_file(name: str) -> str:
+    try:
+        with open(name, "rb") as f:
+            return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+    except OSError as e:
+        raise DataError(f"{name}: cannot read the audio file ({e}); re-download it, or remove it from its metadata TSV") from e
+
+
+def _read_index(index_path: Path) -> dict[str, Any]:
+    """The digest index, or an empty one when absent or damaged (digests are then recomputed)."""
+    try:
+        index = json.loads(index_path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.warning("features: digest index %s is unreadable (%s); re-hashing audio", index_path, e)
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def normalization(sets: Sequence[FeatureSet], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation over every frame of every clip of `sets`.
+
+    Accumulated in float64 chunk by chunk over the memory maps (Chan et al.'s pairwise update of
+    mean and sum of squared deviations), and cached beside the features keyed by the sets' keys.
+    Padding frames of short clips (log(log_eps)) count like any other frame.
+
+    Args:
+        sets: the training subsets' features, all with the same n_mels.
+        cache_dir: the study's cache directory.
+
+    Returns:
+        mean: [n_mels] float32.
+        std: [n_mels] float32 population standard deviation, floored at 1e-8.
+
+    Raises:
+        DataError: no sets, or sets with different numbers of mel bins.
+    """
+    if not sets:
+        raise DataError("features: normalisation needs at least one training feature set")
+    n_mels = {s.n_mels for s in sets}
+    if len(n_mels) != 1:
+        raise DataError(f"features: cannot normalise feature sets of different mel bins {sorted(n_mels)} together")
+    keys = sorted(s.key for s in sets)
+    path = Path(cache_dir) / "features" / f"norm-{sets[0].n_mels}-{hashlib.sha256(' '.join(keys).encode()).hexdigest()[:16]}.json"
+    cached = _read_stats(path, keys)
+    if cached is None:
+        count, mean, m2 = _accumulate(sets)
+        std = np.maximum(np.sqrt(m2 / count), 1e-8)
+        _write_json(path, {"keys": keys, "frames": count, "mean": mean.tolist(), "std": std.tolist()})
+        cached = mean, std
+    return cached[0].astype(np.float32), cached[1].astype(np.float32)
+
+
+def _accumulate(sets: Sequence[FeatureSet]) -> tuple[int, np.ndarray, np.ndarray]:
+    """(frames, mean [M], sum of squared deviations [M]) over all frames of all sets, in float64."""
+    count, mean, m2 = 0, np.zeros(sets[0].n_mels), np.zeros(sets[0].n_mels)
+    for s in sets:
+        for start in range(0, len(s.clip_ids), STATS_CHUNK_CLIPS):
+            chunk = np.asarray(s.features[start : start + STATS_CHUNK_CLIPS], dtype=np.float64)
+            chunk = chunk.reshape(-1, chunk.shape[-1])  # [frames, M]
+            n, chunk_mean = len(chunk), chunk.mean(axis=0)
+            chunk_m2 = ((chunk - chunk_mean) ** 2).sum(axis=0)
+            delta, total = chunk_mean - mean, count + n
+            mean = mean + delta * (n / total)
+            m2 = m2 + chunk_m2 + delta**2 * (count * n / total)
+            count = total
+    return count, mean, m2
+
+
+def _read_stats(path: Path, keys: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("keys") != keys:
+        return None
+    return np.asarray(data["mean"], dtype=np.float64), np.asarray(data["std"], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file to disk, so the rename that publishes it never exposes unwritten pages."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

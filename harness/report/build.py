@@ -1,0 +1,286 @@
+"""Assemble reports/<study>/: report.md, a self-contained report.html, tables/ and figures/.
+
+Entry points for the CLI:
+- `build_report(run_dir, out_dir, test)`: `python -m harness report runs/<study>` (and the end of
+  `harness run`).
+- `build_summary_report(summary_file, out_dir, test)`: `python -m harness report --summary FILE`.
+
+The document is first a list of blocks (heading, paragraph, table, figure), rendered once to Markdown
+and once to HTML, so the two never disagree. The generation time appears only in the footer; the
+table files never contain one, so the same results give byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness import __version__
+from harness.constants import CLASSES
+from harness.errors import DataError
+from harness.report import figures, stats, tables
+from harness.report.summary import analyse_summary, read_summary
+
+HOW_TO_READ = (
+    "How to read Table 4. t, df and p are the two-sample t-test of a minus b ({test}, "
+    "two-sided); Y/N say whether p < alpha. Beyond the paper: Δ mean is the difference of means in F1 "
+    "points with its 95 % confidence interval; Hedges' g is the standardised difference (pooled sd, "
+    "small-sample corrected; 0.2 small, 0.5 medium, 0.8 large); Holm p adjusts p for the number of "
+    "comparisons in the table (family-wise error); Mann–Whitney p is a rank test that does not assume "
+    "normal scores; Seeds/arm for 80 % power is how many runs per configuration a t-test at alpha 0.05 "
+    "would need to detect an effect of the observed size 80 % of the time (more than the runs you "
+    "have means the comparison is under-powered). A comparison with fewer than 2 runs on a side or "
+    "no variance on both sides is not testable."
+)
+ROUNDING_NOTE = (
+    "t range (rounding) is the interval of t values obtainable from any means and sds that round to the "
+    "published ones; a published t outside it (Consistent: NO) cannot come from the published "
+    "statistics with this test. Decisions at published t are the Y/N the published t implies at the "
+    "same df."
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # "h1", "h2", "p", "table", "figure"
+    text: str = ""  # heading/paragraph text, table caption, figure caption
+    table: pd.DataFrame | None = None
+    path: Path | None = None  # figure PNG, relative to the report directory
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "table"
+
+
+def _write_table(out_dir: Path, stem: str, numeric: pd.DataFrame, display: pd.DataFrame, caption: str) -> None:
+    folder = out_dir / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.csv").write_text(tables.to_csv(numeric), encoding="utf-8", newline="\n")
+    (folder / f"{stem}.md").write_text(tables.to_markdown(display), encoding="utf-8", newline="\n")
+    latex = tables.to_latex(display, caption=caption, label=f"tab:{stem}")
+    (folder / f"{stem}.tex").write_text(latex, encoding="utf-8", newline="\n")
+
+
+# ---------------------------------------------------------------- inputs
+
+def _load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    results_path = run_dir / "results.csv"
+    if not results_path.is_file():
+        raise DataError(f"{results_path} not found: run the study first with `python -m harness run <study.toml>`")
+    study_path = run_dir / "study.json"
+    if not study_path.is_file():
+        raise DataError(f"{study_path} not found: {run_dir} is not a run directory written by `python -m harness run`")
+    try:
+        study = json.loads(study_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{study_path}: not valid JSON ({e}); rerun `python -m harness run`") from e
+    results = pd.read_csv(results_path)
+    for column in ("variant", "val_f1", "test_f1"):
+        if column not in results.columns:
+            raise DataError(f"{results_path}: missing column {column!r}; was it written by this harness version?")
+    per_class_path = run_dir / "results_per_class.csv"
+    per_class = pd.read_csv(per_class_path) if per_class_path.is_file() else pd.DataFrame()
+    if not study.get("tables"):
+        names = [v["name"] for v in study.get("variants", [])] or sorted(results["variant"].unique())
+        study["tables"] = [{"name": "Table 1", "caption": study.get("description", ""), "variants": names}]
+    return study, results, per_class
+
+
+def _variant_order(study: dict[str, Any], results: pd.DataFrame) -> list[str]:
+    names = [v["name"] for v in study.get("variants", [])]
+    for table in study["tables"]:
+        names += [n for n in table["variants"] if n not in names]
+    return names + sorted(n for n in results["variant"].unique() if n not in names)
+
+
+def _learning_curves(run_dir: Path, results: pd.DataFrame, variants: Sequence[str]) -> dict[str, np.ndarray]:
+    """variant -> val F1 (%) of shape (n_runs, n_epochs), NaN-padded; jobs without metrics.csv skipped."""
+    curves: dict[str, np.ndarray] = {}
+    for name in variants:
+        runs = results[results["variant"] == name]
+        if "seed" in runs:
+            runs = runs.sort_values("seed", kind="stable")
+        series = []
+        for job_id in runs.get("job_id", pd.Series(dtype=str)):
+            path = run_dir / "jobs" / str(job_id) / "metrics.csv"
+            if not path.is_file():
+                continue
+            metrics = pd.read_csv(path).sort_values("epoch")
+            series.append(dict(zip(metrics["epoch"].astype(int), metrics["val_f1"].astype(float))))
+        if not series:
+            continue
+        n_epochs = max(max(s) for s in series if s) if any(series) else 0
+        values = np.full((len(series), n_epochs), np.nan)
+        for i, s in enumerate(series):
+            for epoch, f1 in s.items():
+                values[i, epoch - 1] = f1
+        curves[name] = values
+    return curves
+
+
+def _per_class_matrix(per_class: pd.DataFrame, variants: Sequence[str], split: str) -> tuple[list[str], np.ndarray]:
+    """Rows: variants with per-class results; columns: CLASSES. Mean F1 (%) over runs."""
+    rows = [v for v in variants if len(per_class) and ((per_class["variant"] == v) & (per_class["split"] == split)).any()]
+    matrix = np.full((len(rows), len(CLASSES)), np.nan)
+    for i, v in enumerate(rows):
+        sub = per_class[(per_class["variant"] == v) & (per_class["split"] == split)]
+        means = sub.groupby("event_label")["f1"].mean()
+        for j, c in enumerate(CLASSES):
+            if c in means.index:
+                matrix[i, j] = float(means[c])
+    return rows, matrix
+
+
+# ---------------------------------------------------------------- rendering
+
+def _markdown(blocks: Sequence[Block]) -> str:
+    parts = []
+    for b in blocks:
+        if b.kind == "h1":
+            parts.append(f"# {b.text}\n")
+        elif b.kind == "h2":
+            parts.append(f"## {b.text}\n")
+        elif b.kind == "p":
+            parts.append(f"{b.text}\n")
+        elif b.kind == "table":
+            assert b.table is not None
+            parts.append((f"**{b.text}**\n\n" if b.text else "") + tables.to_markdown(b.table))
+        elif b.kind == "figure":
+            parts.append(f"![{b.text}]({b.path.as_posix() if b.path else ''})\n\n*{b.text}*\n")
+    return "\n".join(parts)
+
+
+def _html(blocks: Sequence[Block], title: str, out_dir: Path) -> str:
+    e = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+             "th,td{border-bottom:1px solid #ccc;padding:4px 8px;text-align:right}"
+             "th:first-child,td:first-child{text-align:left}img{max-width:100%}</style></head><body>"]
+    for b in blocks:
+        if b.kind in ("h1", "h2"):
+            parts.append(f"<{b.kind}>{e(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            parts.append(f"<p>{e(b.text)}</p>")
+        elif b.kind == "table":
+            assert b.table is not None
+            rows = ["<tr>" + "".join(f"<th>{e(str(c))}</th>" for c in b.table.columns) + "</tr>"]
+            rows += ["<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in r) + "</tr>"
+                     for r in b.table.itertuples(index=False)]
+            caption = f"<caption>{e(b.text)}</caption>" if b.text else ""
+            parts.append(f"<table>{caption}{''.join(rows)}</table>")
+        elif b.kind == "figure" and b.path is not None:
+            data = base64.b64encode((out_dir / b.path).read_bytes()).decode("ascii")
+            parts.append(f'<figure><img alt="{e(b.text)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{e(b.text)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _footer() -> Block:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Block("p", f"Generated by harness {__version__} on {now}.")
+
+
+def _write_documents(blocks: list[Block], title: str, out_dir: Path) -> Path:
+    blocks = [*blocks, _footer()]
+    md_path = out_dir / "report.md"
+    md_path.write_text(_markdown(blocks), encoding="utf-8", newline="\n")
+    (out_dir / "report.html").write_text(_html(blocks, title, out_dir), encoding="utf-8", newline="\n")
+    return md_path
+
+
+def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results: pd.DataFrame,
+                   per_class: pd.DataFrame) -> list[Block]:
+    variants = [v for v in _variant_order(study, results) if (results["variant"] == v).any()]
+    blocks = [Block("h2", "Figures")]
+
+    def scores(metric: str) -> dict[str, np.ndarray]:
+        return {v: results.loc[results["variant"] == v, metric].dropna().to_numpy(dtype=float) for v in variants}
+
+    caption = "Validation and test F1 per variant (points: runs; box: quartiles)"
+    ax = figures.plot_f1_distribution(scores("val_f1"), scores("test_f1"), title=caption)
+    figures.save_figure(ax.figure, out_dir / "figures" / "f1_distribution")
+    blocks.append(Block("figure", caption, path=Path("figures/f1_distribution.png")))
+    for split in ("validation", "test"):
+        rows, matrix = _per_class_matrix(per_class, variants, split)
+        if rows:
+            caption = f"Per-class {split} F1 (%), mean over runs"
+            ax = figures.plot_per_class_heatmap(matrix, rows, CLASSES, title=caption)
+            figures.save_figure(ax.figure, out_dir / "figures" / f"per_class_{split}")
+            blocks.append(Block("figure", caption, path=Path(f"figures/per_class_{split}.png")))
+    curves = _learning_curves(run_dir, results, variants)
+    if curves:
+        caption = "Validation F1 (%) per epoch: mean and min-max band over seeds"
+        ax = figures.plot_learning_curves(curves, study.get("generation_epochs"), title=caption)
+        figures.save_figure(ax.figure, out_dir / "figures" / "learning_curves")
+        blocks.append(Block("figure", caption, path=Path("figures/learning_curves.png")))
+    return blocks
+
+
+def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student") -> Path:
+    """Build reports/<study>/ from runs/<study>/ (see the module docstring); returns report.md's path.
+
+    Raises:
+        DataError: no results.csv or study.json in run_dir (run the study first).
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    study, results, per_class = _load_run(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"Study {study.get('name', run_dir.name)}"
+    blocks = [Block("h1", title)]
+    if study.get("description"):
+        blocks.append(Block("p", study["description"]))
+    blocks.append(Block("p", f"Profile: {study.get('profile', '?')}; {len(results)} finished runs. "
+                             "F1 is the event-based macro F1 (%), mean ± sd (ddof 1) over seeds."))
+    for table in study["tables"]:
+        numeric = tables.variant_table(results, study, table)
+        display = tables.display_variant_table(numeric)
+        caption = f"{table['name']}: {table.get('caption', '')}".rstrip(": ")
+        _write_table(out_dir, _slug(table["name"]), numeric, display, caption)
+        blocks += [Block("h2", table["name"]), Block("table", caption, table=display)]
+    if study.get("comparisons"):
+        test_name = "Student's pooled t" if test == "student" else "Welch's t"
+        for metric, heading in (("val_f1", "Table 4: t-tests on validation F1 (the paper's)"),
+                                ("test_f1", "Table 4b: the same t-tests on test F1")):
+            rows = tables.compare_variants(results, study, metric, test)
+            caption = f"{heading} ({test_name}, two-sided)"
+            display = tables.drop_empty_note(tables.display_comparison_table(rows))
+            _write_table(out_dir, f"table4_{metric}", tables.comparison_table(rows), display, caption)
+            blocks += [Block("h2", heading), Block("table", caption, table=display)]
+        blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
+    if len(results):
+        blocks += _figure_blocks(run_dir, out_dir, study, results, per_class)
+    return _write_documents(blocks, title, out_dir)
+
+
+def build_summary_report(summary_file: Path, out_dir: Path, test: stats.TestKind = "student") -> Path:
+    """Table 4 from published summary statistics (harness.report.summary formats); returns report.md.
+
+    Raises:
+        ConfigError: the summary file is missing or malformed (naming file, row and key).
+    """
+    summary_file, out_dir = Path(summary_file), Path(out_dir)
+    table = read_summary(summary_file)
+    rows = analyse_summary(table, test)
+    numeric, display = tables.summary_comparison_table(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    test_name = "Student's pooled t" if test == "student" else "Welch's t"
+    caption = f"Table 4 from summary statistics ({test_name}, two-sided)"
+    _write_table(out_dir, "table4_summary", numeric, display, caption)
+    title = f"Table 4 from {summary_file.name}"
+    blocks = [Block("h1", title),
+              Block("p", f"Metric: {table.metric or 'as given'}; {len(table.configurations)} configurations, "
+                         f"{len(rows)} comparison(s). Mann–Whitney p needs the runs and is omitted."),
+              Block("table", caption, table=display),
+              Block("p", HOW_TO_READ.format(test=test_name)), Block("p", ROUNDING_NOTE)]
+    return _write_documents(blocks, title, out_dir)

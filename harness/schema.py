@@ -1,0 +1,55 @@
+"""The one tidy table schema: the columns of runs/<study>/results.csv and results_per_class.csv.
+
+Every job's result lands as one row of RESULTS_COLUMNS; every (job, split, class) as one row of
+PER_CLASS_COLUMNS. F1 values are percentages. Both tables are rebuilt from the per-job result files
+(runs/<study>/jobs/<job_id>/result.json) at any time, so neither is ever the only copy of a result.
+"""
+
+FACTOR_COLUMNS: tuple[str, ...] = ("curriculum", "pseudolabels", "masking", "augmentation")
+
+RESULTS_COLUMNS: tuple[str, ...] = (
+    "study",
+    "job_id",
+    "variant",
+    *FACTOR_COLUMNS,
+    "lambda1",
+    "lambda2",
+    "seed",
+    "profile",
+    "val_f1",  # macro event-based F1 on validation (%), best epoch
+    "test_f1",  # macro event-based F1 on test (%), best epoch's weights
+    "val_segment_f1",  # macro segment-based F1 (1 s) on validation (%)
+    "test_segment_f1",
+    "best_epoch",
+    "steps",
+    "wall_seconds",
+    "device",
+    "harness_version",
+    "git_commit",
+)
+
+PER_CLASS_COLUMNS: tuple[str, ...] = (
+    "study",
+    "job_id",
+    "variant",
+    "seed",
+    "split",  # "validation" or "test"
+    "event_label",
+    "f1",  # event-based F1 of the class (%)
+)
+
+# Per-epoch log of a job: runs/<study>/jobs/<job_id>/metrics.csv
+EPOCH_COLUMNS: tuple[str, ...] = (
+    "epoch",  # 1-based
+    "generation",  # 1-based curriculum generation
+    "step",  # optimiser steps done at the end of the epoch
+    "n_train",  # clips in use for training during the epoch
+    "n_unlabeled",  # of which pseudolabeled clips from U
+    "loss_weak",  # mean J_w over the epoch's batches
+    "loss_strong",  # mean J_s
+    "loss_unlabeled",  # mean J_u
+    "loss_total",
+    "val_f1",  # macro event-based F1 on validation (%)
+    "val_segment_f1",
+    "seconds",  # wall time of the epoch, validation included
+)

@@ -1,0 +1,195 @@
+"""One job: `run_job(job, bundle, job_dir) -> result`, and the files it leaves in its directory.
+
+A job directory holds `job.json` (the resolved config and seed), `log.txt`, `metrics.csv` (one row per
+epoch, rewritten after every epoch), `predictions_{validation,test}.tsv` (DCASE format, post-processed),
+`probabilities_{validation,test}.npz` (raw frame and clip probabilities), `best.pt` and, last, `result.json`
+(or `error.json` with the traceback when the job failed). `result.json` is written atomically, so its
+presence means the job finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from harness import __version__
+from harness.config import to_dict
+from harness.constants import CLASSES
+from harness.errors import JobFailed
+from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
+from harness.method.train import EpochRecord, evaluate, train_student
+from harness.schema import EPOCH_COLUMNS
+from harness.study.devices import device_lease
+from harness.study.environment import git_commit
+from harness.study.plan import JobSpec
+from harness.study.stages import Bundle, resolve_device
+
+RESULT = "result.json"
+ERROR = "error.json"
+STARTED = "started.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the whole new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def job_record(job: JobSpec) -> dict:
+    """The job's identity and resolved config, as written to job.json."""
+    return {"job_id": job.job_id, "study": job.study, "variant": job.variant, "seed": job.seed,
+            "profile": job.profile, "phase": job.phase, "teacher_seed": job.teacher_seed,
+            "factors": job.factors, "config": to_dict(job.config), "data": to_dict(job.data)}
+
+
+def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None = None) -> dict:
+    """Train and evaluate one student; write its outputs into `job_dir`; return the result record.
+
+    Args:
+        job: the resolved job.
+        bundle_root: the shared-stage bundle (see harness.study.stages.prepare).
+        job_dir: the job's directory; created if needed.
+        device: overrides config.train.device (the runner hands each job its own GPU).
+
+    Raises:
+        JobFailed (TrainingDiverged for a NaN loss) or any unexpected error; `execute` records them.
+    """
+    job_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    dev = resolve_device(device or job.config.train.device)
+    bundle = Bundle.open(bundle_root)
+    epochs: list[EpochRecord] = []
+
+    def on_epoch(record: EpochRecord) -> None:
+        epochs.append(record)
+        _write_metrics(job_dir, epochs)
+        logging.getLogger("harness.train").info(
+            "epoch %d gen %d step %d: n_train %d, J_w %.4f J_s %.4f J_u %.4f, val F1 %.2f %% (%.1f s)",
+            record.epoch, record.generation, record.step, record.n_train, record.loss_weak,
+            record.loss_strong, record.loss_unlabeled, record.val_f1, record.seconds)
+
+    outcome = train_student(job.config, bundle, job.seed, dev, on_epoch)
+    scores = {}
+    for subset in ("validation", "test"):
+        ev = evaluate(outcome.model, bundle, subset, job.config, dev)
+        write_dcase_tsv(ev.predictions, job_dir / f"predictions_{subset}.tsv")
+        write_probabilities(job_dir / f"probabilities_{subset}.npz", bundle.clip_ids(subset), ev.frame, ev.clip)
+        scores[subset] = ev
+    if job.config.train.checkpoint:
+        torch.save(outcome.model.state_dict(), job_dir / "best.pt")
+    result = _result(job, outcome, scores, time.perf_counter() - started, dev)
+    write_json(job_dir / RESULT, result)
+    return result
+
+
+def _write_metrics(job_dir: Path, epochs: list[EpochRecord]) -> None:
+    frame = pd.DataFrame([asdict(e) for e in epochs], columns=list(EPOCH_COLUMNS))
+    tmp = job_dir / ".metrics.csv.tmp"
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    os.replace(tmp, job_dir / "metrics.csv")
+
+
+def _result(job: JobSpec, outcome, scores, seconds: float, device: torch.device) -> dict:
+    val, test = scores["validation"], scores["test"]
+    return {
+        "status": "ok",
+        "study": job.study,
+        "job_id": job.job_id,
+        "variant": job.variant,
+        **job.factors,
+        "lambda1": job.config.loss.lambda1,
+        "lambda2": job.config.loss.lambda2,
+        "seed": job.seed,
+        "profile": job.profile,
+        "phase": job.phase,
+        "val_f1": 100 * val.events.macro_f1,
+        "test_f1": 100 * test.events.macro_f1,
+        "val_segment_f1": 100 * val.segments.macro_f1,
+        "test_segment_f1": 100 * test.segments.macro_f1,
+        "best_epoch": outcome.best_epoch,
+        "steps": outcome.steps,
+        "wall_seconds": round(seconds, 2),
+        "train_seconds": round(sum(e.seconds for e in outcome.epochs), 2),
+        "device": _device_name(device),
+        "harness_version": __version__,
+        "git_commit": git_commit(),
+        "per_class": {
+            "validation": {c: 100 * val.events.per_class_f1[c] for c in CLASSES},
+            "test": {c: 100 * test.events.per_class_f1[c] for c in CLASSES},
+        },
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device}:{torch.cuda.get_device_name(device)}"
+    return str(device)
+
+
+def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per_gpu: int = 1) -> dict:
+    """The worker-side entry point of every backend: run one job, never raise, always leave a record.
+
+    Sets the thread count (so that jobs x threads = cores), logs to the job's log.txt, and writes
+    error.json with the traceback when the job fails. Returns a small summary for the progress display.
+    """
+    directory = Path(job_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ERROR).unlink(missing_ok=True)
+    torch.set_num_threads(max(1, threads))
+    write_json(directory / STARTED, {"pid": os.getpid(), "host": os.uname().nodename, "time": time.time()})
+    handler = _job_logger(directory)
+    start = time.perf_counter()
+    try:
+        with _thread_limit(threads), device_lease(job.config.train.device, jobs_per_gpu) as device:
+            result = run_job(job, Path(bundle_root), directory, device)
+        return {"job_id": job.job_id, "status": "ok", "val_f1": result["val_f1"], "test_f1": result["test_f1"],
+                "seconds": result["wall_seconds"]}
+    except Exception as e:  # noqa: BLE001 - a failed job must be recorded, not crash the study
+        logging.getLogger("harness.job").error("job %s failed:\n%s", job.job_id, traceback.format_exc())
+        kind = "diverged" if isinstance(e, JobFailed) else type(e).__name__
+        write_json(directory / ERROR, {"status": "failed", "job_id": job.job_id, "error": kind,
+                                       "message": str(e), "traceback": traceback.format_exc()})
+        return {"job_id": job.job_id, "status": "failed", "message": f"{kind}: {e}",
+                "seconds": round(time.perf_counter() - start, 2)}
+    finally:
+        logging.getLogger("harness").removeHandler(handler)
+        handler.close()
+
+
+def _job_logger(directory: Path) -> logging.Handler:
+    handler = logging.FileHandler(directory / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("harness")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+class _thread_limit:
+    """Limit BLAS/OpenMP pools inside a worker to `threads` (torch's own pool is set separately)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, threads)
+        self.limiter = None
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # threadpoolctl comes with scipy's usual installs; without it torch's limit holds
+            return self
+        self.limiter = threadpool_limits(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        if self.limiter is not None:
+            self.limiter.unregister()

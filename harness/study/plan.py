@@ -1,0 +1,213 @@
+"""Profiles and job expansion: a StudySpec + a profile -> frozen, fully resolved JobSpecs.
+
+Order in which settings apply (later wins): MethodConfig defaults (the paper's values) -> the file's
+[base] -> the profile's built-in base -> the file's [profiles.NAME.base] -> the variant's factors and
+`set` -> `--set` overrides. Profiles come after [base] because a profile is a budget (steps, sizes),
+which must hold whatever the file's base says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from harness.config import (
+    DataConfig,
+    MethodConfig,
+    config_hash,
+    factors_of,
+    from_mapping,
+    nest,
+    with_factors,
+)
+from harness.errors import ConfigError
+from harness.study.spec import StudySpec, Variant, _deep_merge, _seeds
+
+DESED_ROOT_ENV = "HARNESS_DESED_ROOT"
+
+# Built-in profiles. `paper`: SPEC 2.5 on DESED. `quick`: the synthetic corpus with a budget sized so a
+# whole table finishes in minutes on a 2-core CPU (see benchmarks/ and the README for measured times).
+# `tiny`: a smoke test of every stage in seconds; its numbers mean nothing.
+BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {"data": {"kind": "desed"}, "base": {}, "seeds": 10},
+    "quick": {
+        "data": {"kind": "synthetic", "synth_size": "quick"},
+        "base": {
+            "features": {"sample_rate": 16000, "n_fft": 1024},
+            "student": {"hidden": 64},
+            "teacher": {"n_models": 3, "channels": 32, "epochs": 25},
+            "train": {"steps": 1500},
+        },
+        "seeds": 5,
+    },
+    "tiny": {
+        "data": {"kind": "synthetic", "synth_size": "tiny"},
+        "base": {
+            "features": {"sample_rate": 16000, "n_fft": 1024},
+            "student": {"hidden": 16, "layers": 3},
+            "teacher": {"n_models": 2, "channels": 8, "epochs": 2},
+            "curriculum": {"generation_epochs": 1},
+            "train": {"steps": 12},
+        },
+        "seeds": 2,
+    },
+}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One training job: a fully resolved config plus a seed. Pure data; `run_job` does the work."""
+
+    study: str
+    variant: str
+    seed: int
+    profile: str
+    config: MethodConfig
+    data: DataConfig
+    teacher_seed: int = 0
+    phase: Literal["replicate", "tune"] = "replicate"
+
+    @property
+    def job_id(self) -> str:
+        """Stable across runs and machines: a hash of the resolved config, data identity and seeds."""
+        return config_hash(self.config, data_identity(self.data), self.seed, self.teacher_seed)
+
+    @property
+    def factors(self) -> dict[str, str]:
+        return factors_of(self.config)
+
+
+def data_identity(data: DataConfig) -> DataConfig:
+    """The part of a DataConfig that decides the data: a generated corpus is named by size and seed,
+    wherever its cache lies, so moving the cache does not change job ids."""
+    if data.kind == "synthetic":
+        return dataclasses.replace(data, root=None)
+    return data
+
+
+@dataclass(frozen=True)
+class ResolvedStudy:
+    """A study under one profile: the base config, the data and the seeds in force."""
+
+    spec: StudySpec
+    profile: str
+    base: MethodConfig
+    data: DataConfig
+    seeds: tuple[int, ...]
+    method_overrides: Mapping[str, Any]
+
+    @property
+    def run_name(self) -> str:
+        """runs/<study> for the paper protocol, runs/<study>-<profile> for the others."""
+        return self.spec.name if self.profile == "paper" else f"{self.spec.name}-{self.profile}"
+
+
+def resolve(
+    spec: StudySpec,
+    profile: str,
+    cache_dir: Path,
+    overrides: tuple[dict[str, Any], dict[str, Any], tuple[int, ...] | None] = ({}, {}, None),
+    data_root: str | None = None,
+) -> ResolvedStudy:
+    """Apply a profile and the command line's overrides to a study.
+
+    Raises:
+        ConfigError: an unknown profile, or a DESED root that is not there (pointing to the quick profile).
+    """
+    if profile not in BUILTIN_PROFILES and profile not in spec.profiles:
+        valid = sorted(set(BUILTIN_PROFILES) | set(spec.profiles))
+        raise ConfigError(f"{spec.path}: unknown profile {profile!r}; valid profiles: {', '.join(valid)}")
+    builtin = BUILTIN_PROFILES.get(profile, {"data": {}, "base": {}, "seeds": 10})
+    mine = spec.profiles.get(profile, {})
+    method_set, data_set, seeds_set = overrides
+    base_layers = [spec.base, builtin["base"], mine.get("base", {}), method_set]
+    where = f"{spec.path} (profile {profile})"
+    base = MethodConfig()
+    for layer in base_layers:
+        base = from_mapping(MethodConfig, layer, where, base)
+    data_table = _deep_merge(_deep_merge(dict(builtin["data"]), spec.data), mine.get("data", {}))
+    _deep_merge(data_table, data_set)
+    if data_root is not None:
+        data_table["root"] = data_root
+    data = _resolve_data(from_mapping(DataConfig, data_table, where), cache_dir, spec, profile)
+    seeds = seeds_set or _profile_seeds(spec, profile, builtin, mine, where)
+    return ResolvedStudy(spec=spec, profile=profile, base=base, data=data, seeds=seeds,
+                         method_overrides=method_set)
+
+
+def _profile_seeds(spec: StudySpec, profile: str, builtin: Mapping[str, Any], mine: Mapping[str, Any],
+                   where: str) -> tuple[int, ...]:
+    """[profiles.NAME] seeds, else the file's seeds; a reduced built-in profile keeps only its first few."""
+    if "seeds" in mine:
+        return _seeds(mine["seeds"], f"{where}: seeds")
+    default = tuple(range(builtin["seeds"]))
+    if profile == "paper" or profile not in BUILTIN_PROFILES:
+        return spec.seeds or default
+    return (spec.seeds or default)[: builtin["seeds"]]
+
+
+def _resolve_data(data: DataConfig, cache_dir: Path, spec: StudySpec, profile: str) -> DataConfig:
+    if data.kind == "synthetic":
+        root = data.root or str(Path(cache_dir) / "corpora" / f"synth-{data.synth_size}-{data.synth_seed}")
+        return dataclasses.replace(data, root=str(Path(root).absolute()))
+    root = data.root or os.environ.get(DESED_ROOT_ENV)
+    hint = (
+        f"pass --data ROOT, set [data] root in {spec.path}, or set ${DESED_ROOT_ENV}; "
+        "to try the harness without DESED, use --profile quick (built-in synthetic corpus)"
+    )
+    if not root:
+        raise ConfigError(f"{spec.path} (profile {profile}): no DESED root given: {hint}")
+    if not Path(root).is_dir():
+        raise ConfigError(f"{spec.path} (profile {profile}): DESED root {root} is not there: {hint}")
+    return dataclasses.replace(data, root=str(Path(root).absolute()))
+
+
+def variant_config(study: ResolvedStudy, variant: Variant, lambdas: tuple[float, float] | None = None
+                   ) -> MethodConfig:
+    """The resolved config of one variant; `lambdas` (from tuning) replace lambda1, lambda2."""
+    where = f"{study.spec.path}: variant {variant.name!r}"
+    config = with_factors(study.base, variant.factor_dict, where)
+    for key, value in variant.overrides:
+        config = from_mapping(MethodConfig, nest(key.split("."), value), where, config)
+    if lambdas is not None:
+        config = dataclasses.replace(config, loss=dataclasses.replace(
+            config.loss, lambda1=lambdas[0], lambda2=lambdas[1]))
+    # --set wins over everything the file says, a variant's own `set` included.
+    return from_mapping(MethodConfig, study.method_overrides, "--set", config)
+
+
+def expand(study: ResolvedStudy, lambdas: Mapping[str, tuple[float, float]] | None = None) -> list[JobSpec]:
+    """Variants x seeds -> replicate jobs, in file order (variant-major)."""
+    jobs = []
+    for variant in study.spec.variants:
+        config = variant_config(study, variant, (lambdas or {}).get(variant.name))
+        jobs.extend(_job(study, variant.name, config, seed, "replicate") for seed in study.seeds)
+    return jobs
+
+
+def expand_tuning(study: ResolvedStudy) -> list[JobSpec]:
+    """The [tune] stage: every variant x lambda1 x lambda2 x tuning seed (1000, 1001, ...)."""
+    tune = study.spec.tune
+    if tune is None:
+        return []
+    jobs = []
+    for variant in study.spec.variants:
+        for l1 in tune.lambda1:
+            for l2 in tune.lambda2:
+                config = variant_config(study, variant, (l1, l2))
+                jobs.extend(_job(study, variant.name, config, 1000 + k, "tune") for k in range(tune.seeds))
+    return jobs
+
+
+def _job(study: ResolvedStudy, variant: str, config: MethodConfig, seed: int, phase: str) -> JobSpec:
+    return JobSpec(study=study.spec.name, variant=variant, seed=seed, profile=study.profile, config=config,
+                   data=study.data, teacher_seed=study.spec.teacher_seed, phase=phase)  # type: ignore[arg-type]
+
+
+def shared_stage_key(job: JobSpec) -> str:
+    """Jobs with the same key share features, teacher and pseudolabels."""
+    c = job.config
+    return config_hash(data_identity(job.data), c.features, c.teacher, job.teacher_seed)

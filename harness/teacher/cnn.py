@@ -1,0 +1,223 @@
+"""The teacher T: an ensemble of small CNNs with attention pooling, trained on the labeled data.
+
+The paper's teacher (six CNNs, the top DCASE 2019 Task 4 system) is not public, so the harness trains
+its own once per study (SPEC 2, Teacher T). One member, on normalised 64-bin log-mel [B, T, F]:
+
+    [B, 1, T, F] -> conv block (pool time 2, freq 4) -> conv block (pool time 2, freq 4)
+                 -> conv block (pool freq to 1)                        -> [B, c, T/4]
+                 -> temporal conv (kernel 5) -> frame head + attention head at T/4 frames
+    frame logits are linearly interpolated back to T frames; the clip output is the time-softmax
+    attention pooling of the T/4-frame outputs (what the T-frame pooling of a nearest upsampling gives).
+
+Pooling time by 4 makes the member about 4x cheaper than full time resolution; 80 ms steps are
+finer than the shortest DESED events (Dishes, median 0.37 s). Each conv block is Conv 3x3 + BatchNorm
++ ReLU (+ average pooling); c = cfg.channels.
+
+Training (`train_ensemble`): member i has seed seed * 1000 + i for its init and its shuffling; loss =
+BCE(clip, weak) over every item of the batch + BCE(frame, strong) over the strongly labeled items.
+Members differ by init and batch order (no bootstrap resampling: with a few hundred labeled clips a
+bootstrap drops a third of them from each member).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from harness.config import TeacherConfig
+from harness.constants import N_CLASSES
+from harness.errors import TrainingDiverged
+from harness.model.student import attention_pool
+
+# on_epoch(member, epoch, mean_loss): member 0-based, epoch 1-based, mean total loss of the epoch.
+EpochCallback = Callable[[int, int, float], None]
+
+
+def _conv_block(c_in: int, c_out: int, pool: tuple[int, int] | None) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    if pool is not None:
+        layers.append(nn.AvgPool2d(pool))
+    return nn.Sequential(*layers)
+
+
+class TeacherCNN(nn.Module):
+    """One teacher member; the same forward contract as the student: x [B,T,F] -> (frame [B,C,T], clip [B,C])."""
+
+    def __init__(self, n_mels: int, channels: int = 32, n_classes: int = N_CLASSES) -> None:
+        """Build the layers.
+
+        Args:
+            n_mels: mel bins F (64 for the teacher; any F >= 1 works, the last block averages what is left).
+            channels: width c of every convolution block.
+            n_classes: C.
+        """
+        super().__init__()
+        c = channels
+        self.blocks = nn.Sequential(
+            # A strided stem instead of a full-resolution block: elementwise work on [c, T, F] maps
+            # dominated the time of a full-resolution first block on CPU.
+            nn.Conv2d(1, c, (3, 7), stride=(2, 4), padding=(1, 3), bias=False),  # [B, c, T/2, F/4]
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            _conv_block(c, c, (2, 2)),  # [B, c, T/4, F/8]
+            _conv_block(c, c, None),
+        )
+        self.temporal = nn.Sequential(nn.Conv1d(c, c, 5, padding=2, bias=False), nn.BatchNorm1d(c), nn.ReLU())
+        self.frame_head = nn.Linear(c, n_classes)
+        self.attention_head = nn.Linear(c, n_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame and clip probabilities.
+
+        Args:
+            x: features [B, T, F]; T divisible by 4 is not required.
+
+        Returns:
+            frame [B, C, T] and clip [B, C], probabilities.
+        """
+        n_frames = x.shape[1]
+        h = self.blocks(x[:, None])  # [B, c, T', F']
+        h = self.temporal(h.mean(dim=3))  # [B, c, T']
+        h = h.transpose(1, 2)  # [B, T', c]
+        frame_logits = self.frame_head(h)  # [B, T', C]
+        clip = attention_pool(torch.sigmoid(frame_logits), self.attention_head(h), "time")
+        frame_logits = F.interpolate(frame_logits.transpose(1, 2), size=n_frames, mode="linear", align_corners=False)
+        return torch.sigmoid(frame_logits), clip
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of ensemble member `member` (0-based) of a teacher trained with `seed`."""
+    return seed * 1000 + member
+
+
+def train_ensemble(
+    strong_x: np.ndarray,
+    strong_y: np.ndarray,
+    weak_x: np.ndarray,
+    weak_y: np.ndarray,
+    cfg: TeacherConfig,
+    seed: int,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+) -> list[nn.Module]:
+    """Train cfg.n_models CNNs on the labeled data, each from its own seed.
+
+    Args:
+        strong_x: features of L_S [Ns, T, F] float32, normalised.
+        strong_y: strong labels of L_S [Ns, C, T] in {0, 1}.
+        weak_x: features of L_W [Nw, T, F].
+        weak_y: weak labels of L_W [Nw, C].
+        cfg: channels, epochs, batch_size, lr, n_models.
+        seed: the teacher's seed; member i uses seed * 1000 + i.
+        device: where to train.
+        on_epoch: called as on_epoch(member, epoch, mean_loss) after every epoch (e.g. to log progress).
+
+    Returns:
+        The trained members, in eval mode (BatchNorm uses its running statistics), on `device`.
+
+    Raises:
+        TrainingDiverged: a loss term became NaN or infinite (names the member, epoch and term).
+    """
+    data = _labeled_pool(strong_x, strong_y, weak_x, weak_y)
+    return [_train_member(data, cfg, member_seed(seed, i), i, device, on_epoch) for i in range(cfg.n_models)]
+
+
+def _labeled_pool(
+    strong_x: np.ndarray, strong_y: np.ndarray, weak_x: np.ndarray, weak_y: np.ndarray
+) -> dict[str, torch.Tensor]:
+    """L_S and L_W as one pool: x [N,T,F], weak [N,C], strong [N,C,T] (zeros for L_W), is_strong [N]."""
+    n_strong, n_weak = len(strong_x), len(weak_x)
+    n_classes, n_frames = strong_y.shape[1], strong_y.shape[2]
+    return {
+        "x": torch.from_numpy(np.concatenate([strong_x, weak_x]).astype(np.float32, copy=False)),
+        "weak": torch.from_numpy(np.concatenate([strong_y.max(axis=2), weak_y]).astype(np.float32)),
+        "strong": torch.from_numpy(
+            np.concatenate([strong_y, np.zeros((n_weak, n_classes, n_frames), strong_y.dtype)]).astype(np.float32)
+        ),
+        "is_strong": torch.from_numpy(np.arange(n_strong + n_weak) < n_strong),
+    }
+
+
+def _train_member(
+    data: dict[str, torch.Tensor],
+    cfg: TeacherConfig,
+    seed: int,
+    member: int,
+    device: torch.device,
+    on_epoch: EpochCallback | None,
+) -> nn.Module:
+    """Train one CNN; its init and its shuffling come from `seed` only (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TeacherCNN(data["x"].shape[2], cfg.channels, data["weak"].shape[1])
+    model.to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(seed)
+    n_items = len(data["x"])
+    for epoch in range(1, cfg.epochs + 1):
+        order = torch.randperm(n_items, generator=generator)
+        losses = []
+        for start in range(0, n_items, cfg.batch_size):
+            batch = {k: v[order[start : start + cfg.batch_size]].to(device) for k, v in data.items()}
+            loss = _member_loss(model, batch, member, epoch)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+        if on_epoch is not None:
+            on_epoch(member, epoch, float(np.mean(losses)))
+    return model.eval()
+
+
+def _member_loss(model: nn.Module, batch: dict[str, torch.Tensor], member: int, epoch: int) -> torch.Tensor:
+    """BCE(clip, weak) over the batch + BCE(frame, strong) over its strongly labeled items."""
+    frame, clip = model(batch["x"])
+    eps = 1e-7
+    clip_loss = F.binary_cross_entropy(clip.clamp(eps, 1 - eps), batch["weak"])
+    strong = batch["is_strong"]
+    frame_loss = (
+        F.binary_cross_entropy(frame[strong].clamp(eps, 1 - eps), batch["strong"][strong])
+        if bool(strong.any())
+        else clip_loss.new_zeros(())
+    )
+    for name, value in (("clip BCE", clip_loss), ("frame BCE", frame_loss)):
+        if not torch.isfinite(value):
+            raise TrainingDiverged(
+                f"teacher member {member}: loss term {name} is {value.item()} at epoch {epoch}: "
+                "lower teacher.lr or check the labeled features for NaN"
+            )
+    return clip_loss + frame_loss
+
+
+@torch.no_grad()
+def predict_ensemble(
+    models: Sequence[nn.Module], x: np.ndarray, batch_size: int = 64, device: torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ensemble's mean frame and clip probabilities.
+
+    Args:
+        models: trained members (put in eval mode here).
+        x: features [N, T, F] float32, normalised like the training data.
+        batch_size: clips per forward pass.
+        device: where to run; None = the device of the first member's parameters.
+
+    Returns:
+        frame [N, C, T] and clip [N, C], float32 numpy: the mean over members of their probabilities.
+    """
+    if device is None:
+        device = next(models[0].parameters()).device
+    for model in models:
+        model.eval()
+    if len(x) == 0:
+        return np.zeros((0, N_CLASSES, x.shape[1]), np.float32), np.zeros((0, N_CLASSES), np.float32)
+    frames, clips = [], []
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)).to(device)
+        outputs = [model(xb) for model in models]
+        frames.append(torch.stack([f for f, _ in outputs]).mean(dim=0).cpu().numpy())
+        clips.append(torch.stack([c for _, c in outputs]).mean(dim=0).cpu().numpy())
+    return np.concatenate(frames).astype(np.float32), np.concatenate(clips).astype(np.float32)

@@ -1,0 +1,180 @@
+"""A report built from a synthetic run directory with known means."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from harness.constants import CLASSES
+from harness.errors import DataError, HarnessError
+from harness.report import build_report
+from harness.schema import EPOCH_COLUMNS, PER_CLASS_COLUMNS, RESULTS_COLUMNS
+
+OFFSETS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])  # mean 0, sd sqrt(2.5)
+FACTORS = {
+    "EF+SW+EM+CS": {"curriculum": "easier", "pseudolabels": "strong+weak", "masking": "event", "augmentation": "custom"},
+    "SW+EM+CS": {"curriculum": "all", "pseudolabels": "strong+weak", "masking": "event", "augmentation": "custom"},
+    "HF+SW+EM+CS": {"curriculum": "harder", "pseudolabels": "strong+weak", "masking": "event", "augmentation": "custom"},
+    "EM+CS": {"curriculum": "all", "pseudolabels": "none", "masking": "event", "augmentation": "custom"},
+}
+# variant -> validation F1 of its seeds (%); test F1 is validation + 1
+VAL_F1 = {
+    "EF+SW+EM+CS": 40.0 + OFFSETS,  # mean 40, sd 1.5811
+    "SW+EM+CS": 35.0 + 0.5 * OFFSETS,  # mean 35, sd 0.7906
+    "HF+SW+EM+CS": 39.5 + OFFSETS,  # mean 39.5: t = 0.5 vs EF (not significant)
+    "EM+CS": np.array([21.0]),  # a single run: not testable
+}
+COMPARISONS = [
+    {"label": "Easier first vs all", "a": "EF+SW+EM+CS", "b": "SW+EM+CS"},
+    {"label": "Easier vs harder first", "a": "EF+SW+EM+CS", "b": "HF+SW+EM+CS"},
+    {"label": "Strong + weak vs none", "a": "EF+SW+EM+CS", "b": "EM+CS"},
+]
+GENERATION_EPOCHS = 3
+
+
+def make_run_dir(root, n_epochs: int = 7, skip_metrics_of: str | None = "EM+CS-s0"):
+    """runs/<study>/ with results.csv, results_per_class.csv, study.json and jobs/*/metrics.csv."""
+    run_dir = root / "synthetic"
+    rows, per_class = [], []
+    for variant, vals in VAL_F1.items():
+        for seed, val in enumerate(vals):
+            job_id = f"{variant}-s{seed}"
+            row = {c: "" for c in RESULTS_COLUMNS}
+            row.update({"study": "synthetic", "job_id": job_id, "variant": variant, **FACTORS[variant],
+                        "lambda1": 1.0, "lambda2": 1.0, "seed": seed, "profile": "test", "val_f1": val,
+                        "test_f1": val + 1.0, "val_segment_f1": val + 10, "test_segment_f1": val + 11,
+                        "best_epoch": n_epochs, "steps": 100, "wall_seconds": 1.0, "device": "cpu",
+                        "harness_version": "0.1.0", "git_commit": "abc"})
+            rows.append(row)
+            for split in ("validation", "test"):
+                for c, label in enumerate(CLASSES):
+                    per_class.append({"study": "synthetic", "job_id": job_id, "variant": variant, "seed": seed,
+                                      "split": split, "event_label": label, "f1": val + c - 4.5})
+            if job_id == skip_metrics_of:
+                continue
+            epochs = np.arange(1, n_epochs + 1)
+            metrics = pd.DataFrame({c: 0.0 for c in EPOCH_COLUMNS}, index=range(n_epochs))
+            metrics["epoch"] = epochs
+            metrics["generation"] = (epochs - 1) // GENERATION_EPOCHS + 1
+            metrics["val_f1"] = val * epochs / n_epochs
+            (run_dir / "jobs" / job_id).mkdir(parents=True)
+            metrics[list(EPOCH_COLUMNS)].to_csv(run_dir / "jobs" / job_id / "metrics.csv", index=False)
+    pd.DataFrame(rows)[list(RESULTS_COLUMNS)].to_csv(run_dir / "results.csv", index=False)
+    pd.DataFrame(per_class)[list(PER_CLASS_COLUMNS)].to_csv(run_dir / "results_per_class.csv", index=False)
+    study = {
+        "name": "synthetic", "description": "A synthetic study with known means", "profile": "test",
+        "generation_epochs": GENERATION_EPOCHS,
+        "tables": [
+            {"name": "Table 1", "caption": "Curriculum", "variants": ["EF+SW+EM+CS", "SW+EM+CS", "HF+SW+EM+CS"]},
+            {"name": "Table 3", "caption": "Pseudolabels", "variants": ["EF+SW+EM+CS", "EM+CS"]},
+        ],
+        "variants": [{"name": n, "factors": f} for n, f in FACTORS.items()],
+        "comparisons": COMPARISONS,
+        "reference_rows": [{"name": "Teacher (ours)", "val_f1": 45.1, "test_f1": 43.0}],
+    }
+    (run_dir / "study.json").write_text(json.dumps(study, indent=1))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    run_dir = make_run_dir(root)
+    md = build_report(run_dir, root / "out1")
+    build_report(run_dir, root / "out2")
+    return root, md
+
+
+def test_table1_values(built):
+    root, _ = built
+    table = pd.read_csv(root / "out1" / "tables" / "table_1.csv")
+    assert list(table["Experiment"]) == ["Teacher (ours)", "EF+SW+EM+CS", "SW+EM+CS", "HF+SW+EM+CS"]
+    ef = table.set_index("Experiment").loc["EF+SW+EM+CS"]
+    assert ef["n"] == 5 and ef["Curriculum"] == "Easier" and ef["Pseudolabels"] == "Strong+weak"
+    assert ef["val_f1_mean"] == pytest.approx(40.0) and ef["test_f1_mean"] == pytest.approx(41.0)
+    assert ef["val_f1_sd"] == pytest.approx(math.sqrt(2.5), abs=1e-5)
+    assert table.set_index("Experiment").loc["SW+EM+CS", "val_f1_mean"] == pytest.approx(35.0)
+    md = (root / "out1" / "tables" / "table_1.md").read_text()
+    assert "| EF+SW+EM+CS | Easier | Strong+weak | Event | Custom | 5 | 40.0 ± 1.6 | 41.0 ± 1.6 |" in md
+    assert "| Teacher (ours) | — | — | — | — | — | 45.1 | 43.0 |" in md
+    table3 = (root / "out1" / "tables" / "table_3.md").read_text()
+    assert "| EM+CS | N/A | None | Event | Custom | 1 | 21.0 | 22.0 |" in table3
+
+
+def test_table4_decisions(built):
+    root, _ = built
+    t4 = pd.read_csv(root / "out1" / "tables" / "table4_val_f1.csv", keep_default_na=False).set_index("comparison")
+    row = t4.loc["Easier first vs all"]
+    ref = sps.ttest_ind(VAL_F1["EF+SW+EM+CS"], VAL_F1["SW+EM+CS"])
+    assert float(row["t"]) == pytest.approx(ref.statistic, rel=1e-5)  # = 5 / 0.7906 = 6.3246
+    assert float(row["df"]) == 8
+    assert (row["significant_0.2"], row["significant_0.05"], row["significant_0.01"]) == ("Y", "Y", "Y")
+    assert float(row["diff"]) == pytest.approx(5.0)
+    close = t4.loc["Easier vs harder first"]
+    assert float(close["t"]) == pytest.approx(0.5)  # 0.5 / (sqrt(2.5) * sqrt(0.4))
+    assert (close["significant_0.2"], close["significant_0.05"], close["significant_0.01"]) == ("N", "N", "N")
+    untestable = t4.loc["Strong + weak vs none"]
+    assert untestable["testable"] == "N" and "fewer than 2" in untestable["reason"] and untestable["t"] == ""
+    # Holm over the two testable rows
+    p = sorted([float(row["p"]), float(close["p"])])
+    assert float(close["p_holm"]) == pytest.approx(max(2 * p[0], p[1]), rel=1e-4)
+    test_t4 = pd.read_csv(root / "out1" / "tables" / "table4_test_f1.csv").set_index("comparison")
+    assert test_t4.loc["Easier first vs all", "t"] == pytest.approx(ref.statistic, rel=1e-5)  # test = val + 1
+
+
+def test_all_files_exist(built):
+    root, md = built
+    out = root / "out1"
+    assert md == out / "report.md"
+    for stem in ("table_1", "table_3", "table4_val_f1", "table4_test_f1"):
+        for ext in ("csv", "tex", "md"):
+            assert (out / "tables" / f"{stem}.{ext}").stat().st_size > 0
+    for stem in ("f1_distribution", "per_class_validation", "per_class_test", "learning_curves"):
+        for ext in ("png", "pdf"):
+            assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 0
+    text = md.read_text()
+    for heading in ("## Table 1", "## Table 3", "## Table 4: t-tests on validation F1", "How to read",
+                    "![", "Generated by harness"):
+        assert heading in text
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
+    assert "not testable: fewer than 2 runs" in text
+    tex = (out / "tables" / "table_1.tex").read_text()
+    assert r"\toprule" in tex and r"$\pm$" in tex and r"(\%)" in tex
+
+
+def test_tables_byte_identical(built):
+    root, _ = built
+    files = sorted(p.relative_to(root / "out1") for p in (root / "out1" / "tables").iterdir())
+    assert len(files) == 12
+    for rel in files:
+        assert (root / "out1" / rel).read_bytes() == (root / "out2" / rel).read_bytes(), rel
+    # The report differs at most in the footer line (the generation time).
+    a = (root / "out1" / "report.md").read_text().splitlines()
+    b = (root / "out2" / "report.md").read_text().splitlines()
+    assert a[:-1] == b[:-1]
+
+
+def test_figures_reproducible(built):
+    root, _ = built
+    for name in ("f1_distribution.png", "learning_curves.pdf"):
+        assert (root / "out1" / "figures" / name).read_bytes() == (root / "out2" / "figures" / name).read_bytes()
+
+
+def test_welch(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    build_report(run_dir, tmp_path / "out", test="welch")
+    t4 = pd.read_csv(tmp_path / "out" / "tables" / "table4_val_f1.csv").set_index("comparison")
+    ref = sps.ttest_ind(VAL_F1["EF+SW+EM+CS"], VAL_F1["SW+EM+CS"], equal_var=False)
+    assert t4.loc["Easier first vs all", "df"] == pytest.approx(ref.df, rel=1e-5)
+    assert t4.loc["Easier first vs all", "p"] == pytest.approx(ref.pvalue, rel=1e-4)
+
+
+def test_missing_results(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="python -m harness run") as info:
+        build_report(tmp_path / "empty", tmp_path / "out")
+    assert isinstance(info.value, HarnessError) and "results.csv" in str(info.value)

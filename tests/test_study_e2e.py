@@ -1,0 +1,212 @@
+"""A tiny study for real: local backend, resume after kill -9, a failing job, and a Dask cluster on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.schema import PER_CLASS_COLUMNS, RESULTS_COLUMNS
+
+STUDY = """
+[study]
+name = "tiny"
+description = "2 variants x 2 seeds, a few steps"
+seeds = 2
+
+[[variant]]
+name = "EF+SW+EM+CS"
+curriculum = "easier"
+pseudolabels = "strong+weak"
+masking = "event"
+augmentation = "custom"
+
+[[variant]]
+name = "SW+NM+NS"
+curriculum = "all"
+pseudolabels = "strong+weak"
+masking = "none"
+augmentation = "none"
+
+[[comparison]]
+label = "Event mask vs none"
+a = "EF+SW+EM+CS"
+b = "SW+NM+NS"
+"""
+
+
+def harness(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"harness {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny_corpus):
+    """A study file and a cache whose synthetic corpus is the session's tiny corpus (generated once)."""
+    root = tmp_path_factory.mktemp("study")
+    (root / "tiny.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
+    return root
+
+
+def run_args(workdir: Path, *extra: str) -> list[str]:
+    return ["run", str(workdir / "tiny.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"),
+            "--cache", str(workdir / "cache"), "--reports", str(workdir / "reports"), *extra]
+
+
+def results(workdir: Path, name: str = "tiny-tiny") -> pd.DataFrame:
+    return pd.read_csv(workdir / "runs" / name / "results.csv")
+
+
+def test_local_run_writes_tidy_tables_and_skips_finished_jobs(workdir):
+    out = harness(*run_args(workdir, "--jobs", "2"), cwd=workdir)
+    run_dir = workdir / "runs" / "tiny-tiny"
+    table = results(workdir)
+    assert list(table.columns) == list(RESULTS_COLUMNS)
+    assert len(table) == 4 and sorted(table["seed"]) == [0, 0, 1, 1]
+    assert table["val_f1"].between(0, 100).all() and table["test_f1"].between(0, 100).all()
+    assert (table["steps"] == 12).all()
+    per_class = pd.read_csv(run_dir / "results_per_class.csv")
+    assert list(per_class.columns) == list(PER_CLASS_COLUMNS) and len(per_class) == 4 * 2 * 10
+    for job_id in table["job_id"]:
+        job = run_dir / "jobs" / job_id
+        for name in ("job.json", "log.txt", "metrics.csv", "result.json", "best.pt",
+                     "predictions_validation.tsv", "predictions_test.tsv", "probabilities_test.npz"):
+            assert (job / name).exists(), (job, name)
+    assert json.loads((run_dir / "environment.json").read_text())["packages"]["torch"]
+    assert (workdir / "reports" / "tiny-tiny" / "report.md").exists()
+    assert "4 total" in out.stderr
+
+    before = {p: p.stat().st_mtime_ns for p in run_dir.glob("jobs/*/result.json")}
+    again = harness(*run_args(workdir, "--jobs", "2"), cwd=workdir)
+    assert "4 of 4 already finished" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in run_dir.glob("jobs/*/result.json")} == before
+    pd.testing.assert_frame_equal(results(workdir), table)
+
+
+def test_plan_and_status_show_each_job(workdir):
+    out = harness("plan", str(workdir / "tiny.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"),
+                  "--cache", str(workdir / "cache"), cwd=workdir).stdout
+    lines = [line for line in out.splitlines() if "replicate" in line]
+    assert len(lines) == 4 and all(line.rstrip().endswith("done") for line in lines)
+    status = harness("status", str(workdir / "tiny.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"),
+                     "--cache", str(workdir / "cache"), cwd=workdir).stdout
+    assert "4 done, 0 running, 0 failed, 0 interrupted, 0 pending of 4" in status
+
+
+def test_same_seed_same_numbers_inprocess(workdir):
+    """Determinism: rerunning every job (--force) in this process reproduces the numbers exactly."""
+    table = results(workdir)
+    harness(*run_args(workdir, "--backend", "inprocess", "--force", "--threads", "1", "--no-report"),
+            cwd=workdir)
+    again = results(workdir)
+    cols = ["job_id", "val_f1", "test_f1", "val_segment_f1", "test_segment_f1", "best_epoch", "steps"]
+    pd.testing.assert_frame_equal(again[cols], table[cols])
+
+
+def test_kill_and_resume_loses_only_running_jobs(workdir):
+    args = run_args(workdir, "--jobs", "1", "--threads", "1", "--set", "train.steps=40", "--no-report")
+    run_dir = workdir / "runs" / "tiny-tiny"
+    process = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=workdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    known = {p.parent.name for p in run_dir.glob("jobs/*/result.json")}
+    while time.time() < deadline:
+        new = {p.parent.name for p in run_dir.glob("jobs/*/result.json")} - known
+        if new:
+            break
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the runner and its workers, mid-study
+    process.wait()
+    finished = {p.parent.name: p.read_bytes() for p in run_dir.glob("jobs/*/result.json")}
+    new_ids = set(finished) - known
+    assert 1 <= len(new_ids) < 4
+
+    out = harness(*args, cwd=workdir)
+    assert f"{len(new_ids)} of 4 already finished" in out.stdout
+    for job_id in new_ids:  # never redone, never lost
+        assert (run_dir / "jobs" / job_id / "result.json").read_bytes() == finished[job_id]
+    steps40 = results(workdir)
+    assert len(steps40) == 4 and (steps40["steps"] == 40).all()
+
+
+def test_failed_job_is_recorded_and_named(workdir):
+    (workdir / "bad.toml").write_text((workdir / "tiny.toml").read_text().replace('name = "tiny"', 'name = "bad"')
+                                      .replace('augmentation = "none"\n',
+                                               'augmentation = "none"\nset = { "train.lr" = nan }\n'))
+    args = ["run", str(workdir / "bad.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"), "--cache",
+            str(workdir / "cache"), "--jobs", "2", "--no-report"]
+    out = harness(*args, cwd=workdir, check=False)
+    assert out.returncode == 1
+    assert "2 jobs failed" in out.stderr and "SW+NM+NS seed 0" in out.stderr and "log.txt" in out.stderr
+    table = pd.read_csv(workdir / "runs" / "bad-tiny" / "results.csv")
+    assert sorted(table["variant"]) == ["EF+SW+EM+CS", "EF+SW+EM+CS"]  # the study went on
+    errors = list((workdir / "runs" / "bad-tiny").glob("jobs/*/error.json"))
+    assert len(errors) == 2
+    record = json.loads(errors[0].read_text())
+    assert "nan" in record["message"].lower() and "epoch 1" in record["message"] and "Traceback" in record["traceback"]
+    again = harness(*args, cwd=workdir, check=False)
+    assert again.returncode == 0 and "4 of 4 already finished or failed before" in again.stdout
+    rerun = harness(*args, "--rerun-failed", cwd=workdir, check=False)
+    assert rerun.returncode == 1 and "running 2" in rerun.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+    pytest.importorskip("distributed")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)]
+    time.sleep(2)
+    for _ in range(2):
+        procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nthreads", "1",
+                                       "--no-dashboard", "--host", "127.0.0.1"], cwd=tmp_path, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(2, timeout=120)
+    yield address
+    for p in reversed(procs):
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_dask_backend_gives_the_local_numbers(workdir, dask_cluster):
+    local = results(workdir)
+    args = run_args(workdir, "--backend", "dask", "--scheduler", dask_cluster, "--threads", "1", "--no-report",
+                    "--set", "train.steps=40")
+    dask_runs = workdir / "runs-dask"
+    args[args.index("--runs") + 1] = str(dask_runs)
+    out = harness(*args, cwd=workdir)
+    assert "running 4 on the dask backend" in out.stdout
+    table = pd.read_csv(dask_runs / "tiny-tiny" / "results.csv")
+    assert len(table) == 4
+    cols = ["job_id", "val_f1", "test_f1", "best_epoch", "steps"]
+    pd.testing.assert_frame_equal(table[cols].reset_index(drop=True), local[cols].reset_index(drop=True))
