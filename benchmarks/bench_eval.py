@@ -120,7 +120,8 @@ def run(n_clips: int = N_VALIDATION_CLIPS, seed: int = 0, repeats: int = 3) -> l
 
 def main() -> None:
     rows = run()
-    print(f"post-processing + event-based F1, {rows[0]['n_clips']} clips, {rows[0]['n_events_estimated']} estimated events")
+    first = rows[0]
+    print(f"post-processing + event-based F1, {first['n_clips']} clips, {first['n_events_estimated']} estimated events")
     print(f"{'evaluator':<10} {'seconds':>9} {'speed-up':>9} {'F1 only s':>10} {'speed-up':>9} {'macro F1':>10}  equal")
     for row in rows:
         print(

@@ -132,7 +132,8 @@ def test_misnamed_columns_list_expected_and_found(tmp_path: Path) -> None:
 
 
 def test_duplicate_rows_dropped_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    tsv = _tsv(tmp_path, "test", STRONG_HEADER + "a.wav\t1\t2\tDog\na.wav\t1\t2\tDog\na.wav\t1\t2\tDog\nb.wav\t\t\t\nb.wav\t\t\t\n")
+    rows = "a.wav\t1\t2\tDog\n" * 3 + "b.wav\t\t\t\n" * 2
+    tsv = _tsv(tmp_path, "test", STRONG_HEADER + rows)
     _audio(tmp_path, "test", "a.wav", "b.wav")
     with caplog.at_level(logging.WARNING, logger="harness.data"):
         sub = load_subset(DataConfig(root=str(tmp_path)), "test")

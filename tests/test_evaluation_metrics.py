@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from harness.evaluation.metrics import event_based, segment_based
 
 COLS = ["filename", "onset", "offset", "event_label"]
@@ -179,3 +179,8 @@ def test_fast_equals_sed_eval_on_random_cases():
             fast, sed = _both(fn, ref, est, ids)
             _assert_agree(fast, sed, tol=1e-9)
     assert situations >= 2000
+
+
+def test_unknown_evaluator_is_a_config_error():
+    with pytest.raises(ConfigError, match="evaluator"):
+        event_based(_df([]), _df([]), ["x"], evaluator="fastest", classes=CL)

@@ -37,7 +37,9 @@ class LabelEncoder:
 
     def __post_init__(self) -> None:
         if self.n_frames <= 0 or self.hop_seconds <= 0:
-            raise DataError(f"LabelEncoder needs n_frames > 0 and hop_seconds > 0, got {self.n_frames}, {self.hop_seconds}")
+            raise DataError(
+                f"LabelEncoder needs n_frames > 0 and hop_seconds > 0, got {self.n_frames}, {self.hop_seconds}"
+            )
 
     @property
     def n_classes(self) -> int:

@@ -43,7 +43,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from harness.constants import CLASSES
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 
 Evaluator = Literal["fast", "sed_eval"]
 _COLUMNS = ("filename", "onset", "offset", "event_label")
@@ -123,7 +123,7 @@ def event_based(
         return EventScores(**_scores(counts, classes, zero_score=True))
     if evaluator == "sed_eval":
         return EventScores(**_event_scores_sed_eval(ref, est, clip_ids, classes, t_collar, percentage_of_length))
-    raise DataError(f"unknown evaluator {evaluator!r}; use 'fast' or 'sed_eval'")
+    raise ConfigError(f"unknown evaluator {evaluator!r} (eval.evaluator); use 'fast' or 'sed_eval'")
 
 
 def segment_based(
@@ -155,7 +155,7 @@ def segment_based(
         return SegmentScores(**_scores(counts, classes, zero_score=False))
     if evaluator == "sed_eval":
         return SegmentScores(**_segment_scores_sed_eval(ref, est, clip_ids, classes, segment_seconds))
-    raise DataError(f"unknown evaluator {evaluator!r}; use 'fast' or 'sed_eval'")
+    raise ConfigError(f"unknown evaluator {evaluator!r} (eval.evaluator); use 'fast' or 'sed_eval'")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,9 +328,12 @@ def _pad(roll: np.ndarray, n_segments: int) -> np.ndarray:
 
 
 def _event_lists(events: _Events, clip_ids: list[str], classes: Sequence[str]) -> dict[int, list[dict]]:
+    """Plain-dict event lists per clip index, the input sed_eval's evaluate accepts."""
     lists: dict[int, list[dict]] = {}
-    for f, c, on, off in zip(events.file.tolist(), events.label.tolist(), events.onset.tolist(), events.offset.tolist()):
-        lists.setdefault(f, []).append({"filename": clip_ids[f], "event_label": classes[c], "onset": on, "offset": off})
+    columns = (events.file.tolist(), events.label.tolist(), events.onset.tolist(), events.offset.tolist())
+    for f, c, on, off in zip(*columns, strict=True):
+        item = {"filename": clip_ids[f], "event_label": classes[c], "onset": on, "offset": off}
+        lists.setdefault(f, []).append(item)
     return lists
 
 

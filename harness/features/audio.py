@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile
 
 from harness.errors import DataError
@@ -38,7 +37,9 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     try:
         samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)  # [n, channels]
     except (soundfile.SoundFileError, RuntimeError, OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read audio ({e}); the file is corrupt or not audio: {_WHAT_TO_DO}") from e
+        raise DataError(
+            f"{path}: cannot read audio ({e}); the file is corrupt or not audio: {_WHAT_TO_DO}"
+        ) from e
     if samples.size == 0:
         raise DataError(f"{path}: the audio file holds no samples; {_WHAT_TO_DO}")
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
@@ -62,6 +63,8 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """
     if from_rate == to_rate:
         return audio
+    import scipy.signal  # here: importing it takes ~1 s, paid by every extraction worker otherwise
+
     common = math.gcd(int(from_rate), int(to_rate))
     up, down = int(to_rate) // common, int(from_rate) // common
     return scipy.signal.resample_poly(audio, up, down).astype(np.float32, copy=False)

@@ -7,7 +7,7 @@ set to 0: the features are normalised per bin, so 0 is the training data's mean 
   random frame in [0, T - length]; masks may overlap.
 - custom (CS): noisy labels Y~ = Y + eps, eps_c ~ N(0, cfg.label_noise_var) (a variance; the noise only
   breaks ties between equal labels); for each of the cfg.top_k classes with the highest Y~, one time mask
-  of round(cfg.gamma * median_frames[c]) frames (at least 1, at most T) at a uniform random start.
+  of round(cfg.gamma * median_frames[c]) frames (half up; at least 1, at most T) at a uniform random start.
   Y is the clip's weak label (the teacher's t^w for unlabeled clips).
 - both: cfg.freq_masks frequency masks of cfg.freq_mask_bins bins at a uniform random start in [0, F - length].
 - none: the input unchanged.
@@ -42,7 +42,10 @@ def _uniform_starts(lengths: torch.Tensor, size: int, generator: torch.Generator
 
 
 def _time_lengths(
-    weak_targets: torch.Tensor, n_frames: int, cfg: AugmentConfig, median_frames: torch.Tensor,
+    weak_targets: torch.Tensor,
+    n_frames: int,
+    cfg: AugmentConfig,
+    median_frames: torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Lengths [B, K] of the time masks of each clip (frames)."""
@@ -52,7 +55,7 @@ def _time_lengths(
     noise = torch.randn((batch_size, n_classes), generator=generator) * cfg.label_noise_var**0.5
     noisy = weak_targets.detach().cpu().float() + noise
     top = noisy.topk(min(cfg.top_k, n_classes), dim=1).indices  # [B, K] class indices
-    lengths = torch.round(cfg.gamma * median_frames[top]).long()
+    lengths = torch.floor(cfg.gamma * median_frames[top] + 0.5).long()  # round half up (2.5 -> 3)
     return lengths.clamp(1, n_frames)
 
 
@@ -114,7 +117,7 @@ def spec_augment(
     """
     if cfg.kind == "none":
         return x.clone()
-    batch_size, n_frames, n_bins = x.shape
+    _, n_frames, n_bins = x.shape  # [B, T, F]
     time_mask, freq_mask = spec_augment_masks(weak_targets, n_frames, n_bins, cfg, median_frames, generator)
     masked = time_mask.to(x.device)[:, :, None] | freq_mask.to(x.device)[:, None, :]  # [B, T, F]
     return x.masked_fill(masked, 0.0)

@@ -175,7 +175,7 @@ def _select(model: Student, pool: Pool, config: MethodConfig, generation: int, d
     if needs_difficulty(generation, config.curriculum):
         _, student_weak = predict(model, pool.features["unlabeled"], pool.mean, pool.std, device)
         mu = difficulty(np.asarray(pool.weak["unlabeled"]), student_weak)
-    return np.asarray(select_unlabeled(mu, generation, config.curriculum), np.int64)
+    return np.asarray(select_unlabeled(mu, generation, config.curriculum, pool.size("unlabeled")), np.int64)
 
 
 def _items(pool: Pool, selected_u: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -102,37 +102,56 @@ def _variant_order(study: dict[str, Any], results: pd.DataFrame) -> list[str]:
     return names + sorted(n for n in results["variant"].unique() if n not in names)
 
 
-def _learning_curves(run_dir: Path, results: pd.DataFrame, variants: Sequence[str]) -> dict[str, np.ndarray]:
-    """variant -> val F1 (%) of shape (n_runs, n_epochs), NaN-padded; jobs without metrics.csv skipped."""
+def _read_curve(path: Path) -> dict[int, float] | None:
+    """epoch -> val F1 (%) from a job's metrics.csv; None when the file is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        metrics = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+    if not {"epoch", "val_f1"} <= set(metrics.columns) or metrics.empty:
+        return None
+    return dict(zip(metrics["epoch"].astype(int), metrics["val_f1"].astype(float)))
+
+
+def _learning_curves(
+    run_dir: Path, results: pd.DataFrame, variants: Sequence[str]
+) -> tuple[dict[str, np.ndarray], int]:
+    """variant -> val F1 (%) of shape (n_runs, n_epochs), NaN-padded, and the number of jobs skipped
+    because their metrics.csv is missing or unreadable."""
     curves: dict[str, np.ndarray] = {}
+    skipped = 0
     for name in variants:
         runs = results[results["variant"] == name]
         if "seed" in runs:
             runs = runs.sort_values("seed", kind="stable")
         series = []
         for job_id in runs.get("job_id", pd.Series(dtype=str)):
-            path = run_dir / "jobs" / str(job_id) / "metrics.csv"
-            if not path.is_file():
-                continue
-            metrics = pd.read_csv(path).sort_values("epoch")
-            series.append(dict(zip(metrics["epoch"].astype(int), metrics["val_f1"].astype(float))))
+            curve = _read_curve(run_dir / "jobs" / str(job_id) / "metrics.csv")
+            if curve is None:
+                skipped += 1
+            else:
+                series.append(curve)
         if not series:
             continue
-        n_epochs = max(max(s) for s in series if s) if any(series) else 0
-        values = np.full((len(series), n_epochs), np.nan)
+        values = np.full((len(series), max(max(s) for s in series)), np.nan)
         for i, s in enumerate(series):
             for epoch, f1 in s.items():
                 values[i, epoch - 1] = f1
         curves[name] = values
-    return curves
+    return curves, skipped
 
 
 def _per_class_matrix(per_class: pd.DataFrame, variants: Sequence[str], split: str) -> tuple[list[str], np.ndarray]:
     """Rows: variants with per-class results; columns: CLASSES. Mean F1 (%) over runs."""
-    rows = [v for v in variants if len(per_class) and ((per_class["variant"] == v) & (per_class["split"] == split)).any()]
+    if per_class.empty:
+        return [], np.empty((0, len(CLASSES)))
+    of_split = per_class[per_class["split"] == split]
+    rows = [v for v in variants if (of_split["variant"] == v).any()]
     matrix = np.full((len(rows), len(CLASSES)), np.nan)
     for i, v in enumerate(rows):
-        sub = per_class[(per_class["variant"] == v) & (per_class["split"] == split)]
+        sub = of_split[of_split["variant"] == v]
         means = sub.groupby("event_label")["f1"].mean()
         for j, c in enumerate(CLASSES):
             if c in means.index:
@@ -165,7 +184,8 @@ def _html(blocks: Sequence[Block], title: str, out_dir: Path) -> str:
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
              "th,td{border-bottom:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "th:first-child,td:first-child{text-align:left}img{max-width:100%}</style></head><body>"]
+             "th:first-child,td:first-child{text-align:left}caption{font-weight:bold;text-align:left}"
+             "img{max-width:100%}</style></head><body>"]
     for b in blocks:
         if b.kind in ("h1", "h2"):
             parts.append(f"<{b.kind}>{e(b.text)}</{b.kind}>")
@@ -173,8 +193,9 @@ def _html(blocks: Sequence[Block], title: str, out_dir: Path) -> str:
             parts.append(f"<p>{e(b.text)}</p>")
         elif b.kind == "table":
             assert b.table is not None
-            rows = ["<tr>" + "".join(f"<th>{e(str(c))}</th>" for c in b.table.columns) + "</tr>"]
-            rows += ["<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in r) + "</tr>"
+            left = ['' if c not in tables.TEXT_COLUMNS else ' style="text-align:left"' for c in b.table.columns]
+            rows = ["<tr>" + "".join(f"<th{a}>{e(str(c))}</th>" for a, c in zip(left, b.table.columns)) + "</tr>"]
+            rows += ["<tr>" + "".join(f"<td{a}>{e(str(x))}</td>" for a, x in zip(left, r)) + "</tr>"
                      for r in b.table.itertuples(index=False)]
             caption = f"<caption>{e(b.text)}</caption>" if b.text else ""
             parts.append(f"<table>{caption}{''.join(rows)}</table>")
@@ -218,9 +239,11 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
             ax = figures.plot_per_class_heatmap(matrix, rows, CLASSES, title=caption)
             figures.save_figure(ax.figure, out_dir / "figures" / f"per_class_{split}")
             blocks.append(Block("figure", caption, path=Path(f"figures/per_class_{split}.png")))
-    curves = _learning_curves(run_dir, results, variants)
+    curves, skipped = _learning_curves(run_dir, results, variants)
     if curves:
         caption = "Validation F1 (%) per epoch: mean and min-max band over seeds"
+        if skipped:
+            caption += f" ({skipped} job(s) without a readable metrics.csv left out)"
         ax = figures.plot_learning_curves(curves, study.get("generation_epochs"), title=caption)
         figures.save_figure(ax.figure, out_dir / "figures" / "learning_curves")
         blocks.append(Block("figure", caption, path=Path("figures/learning_curves.png")))
@@ -250,7 +273,7 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student")
         blocks += [Block("h2", table["name"]), Block("table", caption, table=display)]
     if study.get("comparisons"):
         test_name = "Student's pooled t" if test == "student" else "Welch's t"
-        for metric, heading in (("val_f1", "Table 4: t-tests on validation F1 (the paper's)"),
+        for metric, heading in (("val_f1", "Table 4: t-tests on validation F1, as in the paper"),
                                 ("test_f1", "Table 4b: the same t-tests on test F1")):
             rows = tables.compare_variants(results, study, metric, test)
             caption = f"{heading} ({test_name}, two-sided)"

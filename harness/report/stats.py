@@ -372,7 +372,10 @@ def t_rounding_interval(
     _check_test(test)
     dma, dmb = (decimals_mean, decimals_mean) if isinstance(decimals_mean, int) else decimals_mean
     dsa, dsb = (decimals_sd, decimals_sd) if isinstance(decimals_sd, int) else decimals_sd
-    half = lambda k: 0.5 * 10.0 ** (-k)  # noqa: E731 - half a unit of the last published decimal
+
+    def half(decimals: int) -> float:  # half a unit of the last published decimal
+        return 0.5 * 10.0 ** (-decimals)
+
     ts = []
     for ma in (mean_a - half(dma), mean_a + half(dma)):
         for mb in (mean_b - half(dmb), mean_b + half(dmb)):

@@ -32,7 +32,6 @@ decimal). The decimals set the rounding box of `stats.t_rounding_interval`; a pu
 from __future__ import annotations
 
 import csv
-import dataclasses
 import decimal
 import math
 import tomllib
@@ -145,8 +144,14 @@ def _read_toml(path: Path) -> tuple[str, list[Configuration], list[ComparisonSpe
     unknown = set(data) - {"metric", "configuration", "comparison"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: metric, [[configuration]], [[comparison]]")
-    configs = [_configuration(r, f"{path}: [[configuration]] #{i + 1}") for i, r in enumerate(data.get("configuration", []))]
-    comps = [_comparison(r, f"{path}: [[comparison]] #{i + 1}", "label") for i, r in enumerate(data.get("comparison", []))]
+    for key in ("configuration", "comparison"):
+        entries = data.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(f"{path}: {key!r} must be an array of tables written [[{key}]]")
+    configs = [_configuration(r, f"{path}: [[configuration]] #{i + 1}")
+               for i, r in enumerate(data.get("configuration", []))]
+    comps = [_comparison(r, f"{path}: [[comparison]] #{i + 1}", "label")
+             for i, r in enumerate(data.get("comparison", []))]
     return str(data.get("metric", "")), configs, comps
 
 
@@ -235,7 +240,3 @@ def analyse_summary(
                                      published_significant=decisions))
     return out
 
-
-def comparisons_of(rows: list[SummaryComparison]) -> list[stats.Comparison]:
-    """The plain Table 4 rows (for the shared table renderer)."""
-    return [dataclasses.replace(r.comparison) for r in rows]

@@ -28,6 +28,8 @@ FACTOR_HEADERS: dict[str, str] = {"curriculum": "Curriculum", "pseudolabels": "P
                                   "masking": "Masking", "augmentation": "Augmentation"}
 METRIC_LABELS: dict[str, str] = {"val_f1": "validation F1", "test_f1": "test F1"}
 DASH = "—"
+# Left-aligned in Markdown and LaTeX; every other column holds numbers or Y/N and is right-aligned.
+TEXT_COLUMNS: frozenset[str] = frozenset({"Experiment", "Comparison", "Note", *FACTOR_HEADERS.values()})
 
 
 # ---------------------------------------------------------------- formatting helpers
@@ -88,7 +90,8 @@ def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str,
 
     Returns:
         columns Experiment, Curriculum, Pseudolabels, Masking, Augmentation, n, val_f1_mean,
-        val_f1_sd, test_f1_mean, test_f1_sd (sd with ddof 1; NaN where undefined).
+        val_f1_sd, test_f1_mean, test_f1_sd (sd with ddof 1; NaN where undefined). n counts the
+        runs with a finite validation F1, the runs the t-tests use.
     """
     factors_of = {v["name"]: dict(v.get("factors", {})) for v in study.get("variants", [])}
     rows: list[dict[str, Any]] = []
@@ -103,11 +106,12 @@ def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str,
         for factor, header in FACTOR_HEADERS.items():
             level = factors.get(factor, runs[factor].iloc[0] if len(runs) and factor in runs else None)
             row[header] = factor_label(factor, level, factors)
-        row["n"] = int(len(runs))
+        row["n"] = int(np.isfinite(runs["val_f1"].to_numpy(dtype=float)).sum()) if len(runs) else 0
         for metric in ("val_f1", "test_f1"):
-            s = stats.summarize(runs[metric].to_numpy(dtype=float)) if len(runs) else None
-            row[f"{metric}_mean"] = s.mean if s else np.nan
-            row[f"{metric}_sd"] = s.sd if (s and s.n >= 2) else np.nan
+            values = runs[metric].to_numpy(dtype=float) if len(runs) else np.empty(0)
+            s = stats.summarize(values[np.isfinite(values)])
+            row[f"{metric}_mean"] = s.mean if s.n else np.nan
+            row[f"{metric}_sd"] = s.sd if s.n >= 2 else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -143,12 +147,15 @@ def comparison_table(rows: Sequence[stats.Comparison]) -> pd.DataFrame:
     def v(x: Any) -> float:
         return np.nan if x is None else float(x)
 
+    def sd(summary: stats.Summary) -> float:
+        return summary.sd if summary.n >= 2 else np.nan
+
     records = []
     for r in rows:
         rec: dict[str, Any] = {"comparison": r.label, "a": r.a, "b": r.b, "test": r.test,
                                "n_a": r.summary_a.n, "n_b": r.summary_b.n,
-                               "mean_a": v(r.summary_a.mean), "sd_a": v(r.summary_a.sd),
-                               "mean_b": v(r.summary_b.mean), "sd_b": v(r.summary_b.sd),
+                               "mean_a": v(r.summary_a.mean), "sd_a": sd(r.summary_a),
+                               "mean_b": v(r.summary_b.mean), "sd_b": sd(r.summary_b),
                                "t": v(r.t), "df": v(r.df), "p": v(r.p)}
         for i, alpha in enumerate(r.alphas):
             rec[f"significant_{alpha:g}"] = "" if r.significant is None else ("Y" if r.significant[i] else "N")
@@ -211,7 +218,7 @@ def to_markdown(display: pd.DataFrame) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
 
     header = "| " + " | ".join(cell(c) for c in display.columns) + " |"
-    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(display.columns))) + "|"
+    rule = "|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in display.columns) + "|"
     body = ["| " + " | ".join(cell(x) for x in row) + " |" for row in display.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
@@ -230,7 +237,7 @@ def latex_escape(text: str) -> str:
 
 def to_latex(display: pd.DataFrame, caption: str = "", label: str = "") -> str:
     """A booktabs table environment (needs \\usepackage{booktabs})."""
-    spec = "l" + "r" * (len(display.columns) - 1)
+    spec = "".join("l" if c in TEXT_COLUMNS else "r" for c in display.columns)
     lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(latex_escape(c) for c in display.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(latex_escape(x) for x in row) + r" \\" for row in display.itertuples(index=False)]

@@ -37,9 +37,9 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "data": {"kind": "synthetic", "synth_size": "quick"},
         "base": {
             "features": {"sample_rate": 16000, "n_fft": 1024},
-            "student": {"hidden": 64},
-            "teacher": {"n_models": 3, "channels": 32, "epochs": 25},
-            "train": {"steps": 1500},
+            "student": {"hidden": 32},
+            "teacher": {"n_models": 2, "channels": 24, "epochs": 10, "lr": 3e-3},
+            "train": {"steps": 800},
         },
         "seeds": 5,
     },

@@ -204,10 +204,14 @@ def _train_teacher(job: JobSpec, subsets: dict[str, Subset], cache_dir: Path, jo
              len(strong_y), len(weak_y), device)
     models = train_ensemble(norm(teacher_feats["synthetic"].features), strong_y,
                             norm(teacher_feats["weak"].features), weak_y, job.config.teacher,
-                            seed=job.teacher_seed, device=device)
+                            seed=job.teacher_seed, device=device, on_epoch=_log_teacher_epoch)
     preds = {n: predict_ensemble(models, norm(teacher_feats[n].features), device=device)
              for n in ("unlabeled", *EVAL_SUBSETS)}
     return preds, time.perf_counter() - start
+
+
+def _log_teacher_epoch(member: int, epoch: int, loss: float) -> None:
+    log.info("teacher: member %d epoch %d: loss %.4f", member + 1, epoch, loss)
 
 
 def _score_predictions(config: MethodConfig, frame: np.ndarray, clip: np.ndarray, clip_ids: list[str],

@@ -3,15 +3,17 @@
 The paper's teacher (six CNNs, the top DCASE 2019 Task 4 system) is not public, so the harness trains
 its own once per study (SPEC 2, Teacher T). One member, on normalised 64-bin log-mel [B, T, F]:
 
-    [B, 1, T, F] -> conv block (pool time 2, freq 4) -> conv block (pool time 2, freq 4)
-                 -> conv block (pool freq to 1)                        -> [B, c, T/4]
+    [B, 1, T, F] -> strided stem conv (3x7, stride time 2, freq 4)    -> [B, c, T/2, F/4]
+                 -> conv block, average pool (time 2, freq 2)          -> [B, c, T/4, F/8]
+                 -> conv block, frequency flattened into channels      -> [B, c * F/8, T/4]
                  -> temporal conv (kernel 5) -> frame head + attention head at T/4 frames
     frame logits are linearly interpolated back to T frames; the clip output is the time-softmax
     attention pooling of the T/4-frame outputs (what the T-frame pooling of a nearest upsampling gives).
 
-Pooling time by 4 makes the member about 4x cheaper than full time resolution; 80 ms steps are
-finer than the shortest DESED events (Dishes, median 0.37 s). Each conv block is Conv 3x3 + BatchNorm
-+ ReLU (+ average pooling); c = cfg.channels.
+Every convolution is followed by BatchNorm and ReLU; c = cfg.channels. Working at T/4 frames (80 ms)
+and a strided stem keep a member cheap on CPU: full-resolution [c, T, F] maps made the elementwise
+work of a first block dominate. 80 ms steps are finer than the shortest DESED events (Dishes, median
+0.37 s); the receptive field is about 32 frames (0.64 s) in time, the attention pooling sees the clip.
 
 Training (`train_ensemble`): member i has seed seed * 1000 + i for its init and its shuffling; loss =
 BCE(clip, weak) over every item of the batch + BCE(frame, strong) over the strongly labeled items.
@@ -30,7 +32,8 @@ from torch.nn import functional as F
 
 from harness.config import TeacherConfig
 from harness.constants import N_CLASSES
-from harness.errors import TrainingDiverged
+from harness.errors import ConfigError, TrainingDiverged
+from harness.method.losses import masked_bce
 from harness.model.student import attention_pool
 
 # on_epoch(member, epoch, mean_loss): member 0-based, epoch 1-based, mean total loss of the epoch.
@@ -51,7 +54,7 @@ class TeacherCNN(nn.Module):
         """Build the layers.
 
         Args:
-            n_mels: mel bins F (64 for the teacher; any F >= 1 works, the last block averages what is left).
+            n_mels: mel bins F (64 for the teacher; at least 8).
             channels: width c of every convolution block.
             n_classes: C.
         """
@@ -66,7 +69,14 @@ class TeacherCNN(nn.Module):
             _conv_block(c, c, (2, 2)),  # [B, c, T/4, F/8]
             _conv_block(c, c, None),
         )
-        self.temporal = nn.Sequential(nn.Conv1d(c, c, 5, padding=2, bias=False), nn.BatchNorm1d(c), nn.ReLU())
+        if n_mels < 8:
+            raise ConfigError(f"teacher: needs at least 8 mel bins, got {n_mels}; set features.teacher_mels >= 8")
+        n_bins_left = ((n_mels - 1) // 4 + 1) // 2  # F/8 after the stem (stride 4) and the pooling (2)
+        # The frequency axis is flattened into channels, not averaged: where in frequency a pattern
+        # lies is what tells most classes apart, and the three convolutions alone cannot encode it.
+        self.temporal = nn.Sequential(
+            nn.Conv1d(c * n_bins_left, c, 5, padding=2, bias=False), nn.BatchNorm1d(c), nn.ReLU()
+        )
         self.frame_head = nn.Linear(c, n_classes)
         self.attention_head = nn.Linear(c, n_classes)
 
@@ -81,7 +91,7 @@ class TeacherCNN(nn.Module):
         """
         n_frames = x.shape[1]
         h = self.blocks(x[:, None])  # [B, c, T', F']
-        h = self.temporal(h.mean(dim=3))  # [B, c, T']
+        h = self.temporal(h.transpose(2, 3).flatten(1, 2))  # [B, c * F', T'] -> [B, c, T']
         h = h.transpose(1, 2)  # [B, T', c]
         frame_logits = self.frame_head(h)  # [B, T', C]
         clip = attention_pool(torch.sigmoid(frame_logits), self.attention_head(h), "time")
@@ -176,14 +186,8 @@ def _train_member(
 def _member_loss(model: nn.Module, batch: dict[str, torch.Tensor], member: int, epoch: int) -> torch.Tensor:
     """BCE(clip, weak) over the batch + BCE(frame, strong) over its strongly labeled items."""
     frame, clip = model(batch["x"])
-    eps = 1e-7
-    clip_loss = F.binary_cross_entropy(clip.clamp(eps, 1 - eps), batch["weak"])
-    strong = batch["is_strong"]
-    frame_loss = (
-        F.binary_cross_entropy(frame[strong].clamp(eps, 1 - eps), batch["strong"][strong])
-        if bool(strong.any())
-        else clip_loss.new_zeros(())
-    )
+    clip_loss = masked_bce(clip, batch["weak"], torch.ones_like(clip))
+    frame_loss = masked_bce(frame, batch["strong"], batch["is_strong"][:, None, None].expand_as(frame))
     for name, value in (("clip BCE", clip_loss), ("frame BCE", frame_loss)):
         if not torch.isfinite(value):
             raise TrainingDiverged(

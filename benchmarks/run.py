@@ -1,0 +1,151 @@
+"""Run every benchmark of the harness, print one table and write it to benchmarks/RESULTS.md.
+
+Run from the repository root:
+
+    /work/venv/bin/python -m benchmarks.run            # full run (about 15-20 minutes on 2 cores)
+    /work/venv/bin/python -m benchmarks.run --quick    # smoke run, smaller sizes (a few minutes)
+
+Each figure is a ratio of two timings taken in the same run (see each bench_*.py for what is timed).
+A table row is a dict: figure, measured, baseline, ratio (float or None), target (text), met (bool or None).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+COLUMNS = ("figure", "measured", "baseline", "ratio", "target", "met?")
+
+
+def machine() -> dict[str, str]:
+    """Cores, CPU model, torch and numpy versions, the BLAS libraries numpy uses, and the load."""
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_info
+
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor() or model
+    blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} thr)" for i in threadpool_info())
+    return {"cores": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
+            "torch": torch.__version__, "torch threads (default)": str(torch.get_num_threads()),
+            "numpy": np.__version__, "numpy BLAS / OpenMP": blas or "none found",
+            "load average (1, 5, 15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def commit() -> str:
+    """`git rev-parse HEAD`, with +dirty when the work tree has changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git work tree)"
+    return head + ("+dirty" if dirty else "")
+
+
+def _cell(row: dict, key: str) -> str:
+    if key == "ratio":
+        return "" if row.get("ratio") is None else f"{row['ratio']:.2f}"
+    if key == "met?":
+        met = row.get("met")
+        return "" if met is None else ("yes" if met else "NO")
+    return str(row.get(key, ""))
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table (also readable as plain text)."""
+    cells = [[_cell(r, k) for k in COLUMNS] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) if cells else len(k) for i, k in enumerate(COLUMNS)]
+    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
+    return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+
+
+def print_table(rows: list[dict]) -> None:
+    print(format_table(rows), flush=True)
+
+
+def eval_rows(quick: bool) -> list[dict]:
+    """Benchmark 2 (benchmarks/bench_eval.py, post-processing + event F1) as table rows."""
+    from benchmarks import bench_eval
+
+    rows = bench_eval.run(n_clips=bench_eval.N_VALIDATION_CLIPS, repeats=1 if quick else 3)
+    by = {r["evaluator"]: r for r in rows}
+    fast, ref = by["fast"], by["sed_eval"]
+    n = fast["n_clips"]
+    return [
+        {"figure": f"evaluation: post-processing + event F1, {n} clips, fast vs sed_eval",
+         "measured": f"{fast['seconds']:.3f} s", "baseline": f"{ref['seconds']:.3f} s", "ratio": fast["speedup"],
+         "target": ">= 20", "met": fast["speedup"] >= 20},
+        {"figure": "evaluation: event F1 alone, fast vs sed_eval", "measured": f"{fast['f1_seconds']:.3f} s",
+         "baseline": f"{ref['f1_seconds']:.3f} s", "ratio": fast["f1_speedup"], "target": ">= 20",
+         "met": fast["f1_speedup"] >= 20},
+        {"figure": "evaluation: same macro F1 as sed_eval (|diff| < 1e-12)",
+         "measured": f"{fast['macro_f1']:.6f}", "baseline": f"{ref['macro_f1']:.6f}", "ratio": None,
+         "target": "equal", "met": bool(fast["f1_equal"])},
+    ]
+
+
+def benchmarks() -> list[tuple[str, Callable[[bool], list[dict]]]]:
+    from benchmarks import bench_features, bench_memory, bench_parallel, bench_training
+
+    return [("1 training", bench_training.run), ("2 evaluation", eval_rows), ("3 features", bench_features.run),
+            ("4 parallel", bench_parallel.run), ("5-6 study overhead and memory", bench_memory.run)]
+
+
+def write_results(rows: list[dict], info: dict[str, str], command: str, seconds: float, notes: list[str]) -> None:
+    lines = ["# Benchmark results", "",
+             f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+             f"in {seconds / 60:.1f} min.", "", f"- commit: `{commit()}`"]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "Each ratio is taken in the same run; targets are for a 2-core CPU. What each figure times is "
+              "described in the docstring of its `benchmarks/bench_*.py`.", "", format_table(rows), ""]
+    if notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    RESULTS.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the harness benchmarks; write benchmarks/RESULTS.md.")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run of a few minutes")
+    parser.add_argument("--only", nargs="*", help="run only the benchmarks whose name contains one of these")
+    args = parser.parse_args(argv)
+    info_before = machine()
+    start = time.perf_counter()
+    rows: list[dict] = []
+    notes: list[str] = []
+    for name, fn in benchmarks():
+        if args.only and not any(o in name for o in args.only):
+            continue
+        print(f"== {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        part = fn(args.quick)
+        rows += part
+        print_table(part)
+        notes.append(f"{name}: {time.perf_counter() - t0:.0f} s")
+    info = {**info_before, "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    command = "python -m benchmarks.run" + (" --quick" if args.quick else "") + (
+        f" --only {' '.join(args.only)}" if args.only else "")
+    print()
+    print_table(rows)
+    write_results(rows, info, command, time.perf_counter() - start, notes)
+    print(f"written: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
