@@ -144,7 +144,7 @@ def test_kill_and_resume_loses_only_running_jobs(workdir):
 def test_failed_job_is_recorded_and_named(workdir):
     (workdir / "bad.toml").write_text((workdir / "tiny.toml").read_text().replace('name = "tiny"', 'name = "bad"')
                                       .replace('augmentation = "none"\n',
-                                               'augmentation = "none"\nset = { "train.lr" = nan }\n'))
+                                               'augmentation = "none"\nset = { "loss.lambda1" = nan }\n'))
     args = ["run", str(workdir / "bad.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"), "--cache",
             str(workdir / "cache"), "--jobs", "2", "--no-report"]
     out = harness(*args, cwd=workdir, check=False)
@@ -155,7 +155,7 @@ def test_failed_job_is_recorded_and_named(workdir):
     errors = list((workdir / "runs" / "bad-tiny").glob("jobs/*/error.json"))
     assert len(errors) == 2
     record = json.loads(errors[0].read_text())
-    assert "nan" in record["message"].lower() and "epoch 1" in record["message"] and "Traceback" in record["traceback"]
+    assert "J_s is nan at epoch 1, step 1" in record["message"] and "Traceback" in record["traceback"]
     again = harness(*args, cwd=workdir, check=False)
     assert again.returncode == 0 and "4 of 4 already finished or failed before" in again.stdout
     rerun = harness(*args, "--rerun-failed", cwd=workdir, check=False)
