@@ -188,7 +188,7 @@ def _settings(quick: bool) -> tuple[int, dict[str, object]]:
     """(seeds, --set overrides) of the parallel study."""
     if quick:
         return 4, {"seeds": 4, "train.steps": 20, "student.hidden": 64}
-    return 8, {"seeds": 8, "train.steps": 60, "student.hidden": 64}
+    return 8, {"seeds": 8, "train.steps": 120, "student.hidden": 64}
 
 
 def measure(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> dict[str, StudyRun | None]:
@@ -249,7 +249,7 @@ def run(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 jobs of 20 steps instead of 8 of 60")
+    parser.add_argument("--quick", action="store_true", help="4 jobs of 20 steps instead of 8 of 120")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args()
     from benchmarks.run import print_table

@@ -17,12 +17,19 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 COLUMNS = ("figure", "measured", "baseline", "ratio", "target", "met?")
+NOTES = [
+    "The first run on a machine also builds the benchmark bundles (tiny and quick synthetic corpora, their "
+    "features and teachers) into $TMPDIR/harness-bench-cache; that time is in no figure.",
+    "The machine is shared: other processes raise the load average printed above, and every figure, most of "
+    "all the 2-thread and parallel ones, is lower than on an idle machine.",
+]
 
 
 def machine() -> dict[str, str]:
@@ -51,7 +58,7 @@ def commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git work tree)"
@@ -94,7 +101,7 @@ def eval_rows(quick: bool) -> list[dict]:
         {"figure": "evaluation: event F1 alone, fast vs sed_eval", "measured": f"{fast['f1_seconds']:.3f} s",
          "baseline": f"{ref['f1_seconds']:.3f} s", "ratio": fast["f1_speedup"], "target": ">= 20",
          "met": fast["f1_speedup"] >= 20},
-        {"figure": "evaluation: same macro F1 as sed_eval (|diff| < 1e-12)",
+        {"figure": "evaluation: same macro F1 as sed_eval (abs. difference < 1e-12)",
          "measured": f"{fast['macro_f1']:.6f}", "baseline": f"{ref['macro_f1']:.6f}", "ratio": None,
          "target": "equal", "met": bool(fast["f1_equal"])},
     ]
@@ -114,8 +121,7 @@ def write_results(rows: list[dict], info: dict[str, str], command: str, seconds:
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "Each ratio is taken in the same run; targets are for a 2-core CPU. What each figure times is "
               "described in the docstring of its `benchmarks/bench_*.py`.", "", format_table(rows), ""]
-    if notes:
-        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    lines += ["## Notes", "", *(f"- {n}" for n in [*notes, *NOTES]), ""]
     RESULTS.write_text("\n".join(lines))
 
 
@@ -133,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        part = fn(args.quick)
+        try:
+            part = fn(args.quick)
+        except Exception as e:  # noqa: BLE001 - one broken benchmark must not lose the others' figures
+            part = [{"figure": f"{name}: FAILED ({type(e).__name__}: {str(e)[:120]})", "measured": "",
+                     "baseline": "", "ratio": None, "target": "", "met": False}]
+            traceback.print_exc()
         rows += part
         print_table(part)
         notes.append(f"{name}: {time.perf_counter() - t0:.0f} s")
