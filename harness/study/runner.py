@@ -178,8 +178,13 @@ def _backend_map(pending: list[JobSpec], bundles: dict[str, Path], options: RunO
         for a in args:
             yield jobmod.execute(*a)
         return
+    import warnings
+
     import joblib
 
+    # loky restarts its reusable workers when the thread limits differ from the feature stage's; it warns
+    # "A worker stopped ..." for that. A worker that really dies mid-job raises TerminatedWorkerError.
+    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")
     with _joblib_backend(options, threads):
         parallel = joblib.Parallel(n_jobs=_parallel(options) if options.backend == "local" else -1,
                                    return_as="generator_unordered")
