@@ -24,7 +24,6 @@ from typing import Callable, Literal
 import numpy as np
 import soundfile as sf
 from scipy import fft as sp_fft
-from scipy.signal import fftconvolve
 
 from harness.constants import CLASSES, CLIP_SECONDS, DESED_MEDIAN_SECONDS
 from harness.data.desed import LAYOUT
@@ -388,6 +387,8 @@ def render_clip(spec: ClipSpec, audio_dir: Path) -> tuple[str, list[tuple[float,
         foreground[a:b] += sound
     if domain.real:
         tilt_db = rng.uniform(-3, 3)
+        from scipy.signal import fftconvolve  # here, not at the top: scipy.signal costs every job ~1-3 s to import
+
         foreground = fftconvolve(foreground, _room(rng, sr, tilt_db))[:n]
         mix = foreground + _real_background(rng, n, sr, tilt_db)
     else:

@@ -197,8 +197,11 @@ def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, ou
     for b in range(n_batches):
         if outcome.steps >= tc.steps:
             break
-        start = (b * tc.batch_size) % len(items)
-        x, batch = pool.batch(items[start:start + tc.batch_size], device)
+        # Wrap around the shuffled items so that a fixed `epoch_steps` still gives whole batches.
+        rows = (b * tc.batch_size + np.arange(tc.batch_size)) % len(items)
+        if tc.epoch_steps is None:
+            rows = rows[: max(0, min(tc.batch_size, len(items) - b * tc.batch_size))]
+        x, batch = pool.batch(items[rows], device)
         if config.augment.kind != "none":
             x = spec_augment(x.cpu(), batch.weak.cpu(), config.augment, median_frames, aug_gen).to(device)
         frame, clip = model(x)
