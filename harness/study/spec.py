@@ -312,14 +312,17 @@ def split_overrides(texts: list[str]) -> tuple[dict[str, Any], dict[str, Any], t
     seeds = None
     for text in texts:
         path, value = parse_override(text)
-        if path == ["seeds"]:
-            seeds = _seeds(value, f"--set {text}")
-        elif path[0] == "data":
-            _deep_merge(data, nest(path[1:], value))
-            from_mapping(DataConfig, data, f"--set {text}")
-        else:
-            _deep_merge(method, nest(path, value))
-            from_mapping(MethodConfig, method, f"--set {text}")
+        try:
+            if path == ["seeds"]:
+                seeds = _seeds(value, "seeds")
+            elif path[0] == "data":
+                _deep_merge(data, nest(path[1:], value))
+                from_mapping(DataConfig, data, "data")
+            else:
+                _deep_merge(method, nest(path, value))
+                from_mapping(MethodConfig, method, "config")
+        except ConfigError as e:
+            raise ConfigError(f"--set {text}: {e}") from e
     return method, data, seeds
 
 
