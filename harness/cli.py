@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an ablation study: shared stages, every job, tables, report")
     _study_args(run)
     run.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: one per CPU core)")
-    run.add_argument("--threads", type=int, default=None, help="threads per job (default: cores / jobs)")
+    run.add_argument("--threads", type=int, default=None, help="threads per job (default: 1)")
     run.add_argument("--backend", choices=("local", "dask", "inprocess"), default="local",
                      help="local processes (default), a Dask cluster, or in this process (debugging)")
     run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")

@@ -39,7 +39,7 @@ class RunOptions:
     cache_dir: Path = Path(".harness-cache")  # corpora, features and shared-stage bundles
     backend: Literal["local", "dask", "inprocess"] = "local"
     jobs: int | None = None  # parallel jobs; None = one per core (local) or per Dask worker thread
-    threads: int | None = None  # torch/BLAS threads per job; None = cores // jobs, so jobs x threads = cores
+    threads: int | None = None  # torch/BLAS threads per job; None = 1 (jobs x threads <= cores by default)
     scheduler: str | None = None  # Dask scheduler address, e.g. tcp://127.0.0.1:8786
     dask_resources: str | None = None  # e.g. "GPU=1": each job needs that Dask worker resource
     jobs_per_gpu: int = 1  # with CUDA, how many jobs share one GPU
@@ -161,11 +161,10 @@ def _parallel(options: RunOptions) -> int:
 
 
 def _threads(options: RunOptions) -> int:
-    if options.threads is not None:
-        return max(1, options.threads)
-    if options.backend == "dask":
-        return 1
-    return max(1, (os.cpu_count() or 1) // _parallel(options))
+    # One thread per job by default: a small LSTM step gains little from a second thread, and a study with
+    # `--jobs 1 --threads 2` measured >3x slower than with one thread (benchmarks/RESULTS.md). Parallelism
+    # comes from running jobs side by side (`--jobs`, default one per core).
+    return max(1, options.threads) if options.threads is not None else 1
 
 
 def _backend_map(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path
