@@ -139,7 +139,7 @@ def _device_name(device: torch.device) -> str:
 def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per_gpu: int = 1) -> dict:
     """The worker-side entry point of every backend: run one job, never raise, always leave a record.
 
-    Sets the thread count (so that jobs x threads = cores), logs to the job's log.txt, and writes
+    Sets the thread count (jobs x threads <= cores by default), logs to the job's log.txt, and writes
     error.json with the traceback when the job fails. Returns a small summary for the progress display.
     """
     directory = Path(job_dir)

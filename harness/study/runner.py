@@ -195,7 +195,7 @@ def _joblib_backend(options: RunOptions, threads: int):
     import joblib
 
     if options.backend == "local":
-        # inner_max_num_threads caps OpenMP/BLAS pools in the loky workers: jobs x threads = cores.
+        # inner_max_num_threads caps OpenMP/BLAS pools in the loky workers at the per-job thread count.
         with joblib.parallel_config(backend="loky", inner_max_num_threads=threads):
             yield
         return
