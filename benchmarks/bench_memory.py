@@ -20,7 +20,6 @@ tiny profile with 4 seeds of 20 steps.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -109,13 +108,9 @@ def run(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny profile instead of quick")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    args = parser.parse_args()
-    from benchmarks.run import print_table
+    from benchmarks.run import standalone
 
-    print_table(run(args.quick, args.cache))
+    standalone(run, __doc__, "tiny profile instead of quick", DEFAULT_CACHE)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ and the CPU time of the whole tree over the wall time must stay at or below the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -248,13 +247,9 @@ def run(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 jobs of 20 steps instead of 8 of 120")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    args = parser.parse_args()
-    from benchmarks.run import print_table
+    from benchmarks.run import standalone
 
-    print_table(run(args.quick, args.cache))
+    standalone(run, __doc__, "4 jobs of 20 steps instead of 8 of 120", DEFAULT_CACHE)
 
 
 if __name__ == "__main__":

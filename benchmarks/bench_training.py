@@ -27,7 +27,6 @@ thread count.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import tempfile
@@ -236,13 +235,9 @@ def run(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps (smoke run)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache for the benchmark bundle")
-    args = parser.parse_args()
-    from benchmarks.run import print_table
+    from benchmarks.run import standalone
 
-    print_table(run(args.quick, args.cache))
+    standalone(run, __doc__, "fewer steps (smoke run)", DEFAULT_CACHE)
 
 
 if __name__ == "__main__":

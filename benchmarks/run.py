@@ -82,6 +82,15 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *(line(c) for c in cells)])
 
 
+def standalone(run: Callable[[bool, Path], list[dict]], doc: str, quick_help: str, cache: Path) -> None:
+    """The command line of a benchmark run alone: `python -m benchmarks.bench_x [--quick] [--cache DIR]`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--cache", type=Path, default=cache, help="cache for the benchmark bundles")
+    args = parser.parse_args()
+    print_table(run(args.quick, args.cache))
+
+
 def print_table(rows: list[dict]) -> None:
     print(format_table(rows), flush=True)
 
