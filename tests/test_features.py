@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -111,7 +113,7 @@ def test_logmel_matches_librosa_short_and_long_clips(sr: int, n_mels: int) -> No
 
 
 def test_batch_rows_equal_single_clips_across_sub_batches() -> None:
-    # Long clips then short ones, so later sub-batches reuse buffers that held longer audio.
+    # Long clips then short ones, so later clips reuse work buffers that held longer audio.
     cfg = FeatureConfig(sample_rate=16000)
     clips = [_test_signal(s, 16000, seed=i) for i, s in enumerate([10.4, 9.9, 3.1, 0.7, 6.2])]
     batch = logmel_batch(clips, cfg, 20)
@@ -126,6 +128,55 @@ def test_ten_second_clip_gives_501_frames_cropped_to_500() -> None:
     ref = _librosa_mel(clip, cfg, 64)
     assert ref.shape == (501, 64)
     np.testing.assert_allclose(logmel(clip, cfg, 64), np.log(ref[:500] + cfg.log_eps), rtol=0, atol=1e-4)
+
+
+def _plain_mel(audio: np.ndarray, cfg: FeatureConfig, n_mels: int) -> np.ndarray:
+    """[frames, n_mels] mel magnitudes by the recipe written plainly: np.pad, the window centred in
+    n_fft, one float64 FFT per frame and the dense filterbank; all frames of the clip."""
+    sr, n_fft = cfg.sample_rate, cfg.n_fft
+    win, hop = round(cfg.win_seconds * sr), round(cfg.hop_seconds * sr)
+    window = np.zeros(n_fft)
+    window[(n_fft - win) // 2 :][:win] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
+    padded = np.pad(audio.astype(np.float64), n_fft // 2, mode="reflect")
+    frames = np.stack([padded[t * hop : t * hop + n_fft] for t in range(1 + len(audio) // hop)])
+    filterbank = mel_filterbank(sr, n_fft, n_mels, cfg.fmin, cfg.fmax)  # [n_mels, F]
+    return np.abs(np.fft.rfft(frames * window, axis=1)) @ filterbank.T
+
+
+@pytest.mark.parametrize(
+    "cfg, n_mels",
+    [
+        (FeatureConfig(sample_rate=16000, n_frames=60), 64),
+        # Filters that hold no FFT bin are empty: 7 of these 64, and all of a 2.5-Hz band.
+        (FeatureConfig(sample_rate=16000, n_fft=128, win_seconds=0.008, n_frames=60), 64),
+        (FeatureConfig(sample_rate=16000, n_frames=60, fmin=1000.5, fmax=1003.0), 20),
+    ],
+)
+def test_mel_batch_equals_the_plain_recipe_at_edge_lengths(cfg: FeatureConfig, n_mels: int) -> None:
+    # Around the reflect padding (n_fft // 2 samples), and past n_frames frames, where the clip is cropped.
+    half, hop = cfg.n_fft // 2, round(cfg.hop_seconds * cfg.sample_rate)
+    lengths = [1, 2, half - 1, half, half + 1, half + 2, 3 * half, (cfg.n_frames - 1) * hop, 70 * hop + 5]
+    clips = [_test_signal(n / cfg.sample_rate, cfg.sample_rate, seed=n) for n in lengths]
+    mel, valid = mel_batch(clips, cfg, n_mels)
+    for clip, row, row_valid in zip(clips, mel, valid):
+        ref = _plain_mel(clip, cfg, n_mels)[: cfg.n_frames]
+        assert row_valid.sum() == len(ref) and row_valid[: len(ref)].all()
+        np.testing.assert_allclose(row[: len(ref)], ref, rtol=1e-4, atol=1e-6 * max(ref.max(), 1e-6))
+        assert (row[len(ref) :] == 0).all()
+
+
+def test_logmel_from_threads_equals_one_thread() -> None:
+    # Each thread keeps its own work buffers; threads of different framings and clip lengths at once.
+    cfgs = [FeatureConfig(sample_rate=16000), FeatureConfig(sample_rate=44100), SMALL]
+    work = [
+        (cfgs[i % 3], _test_signal(0.3 + 0.9 * i, cfgs[i % 3].sample_rate, seed=i), (20, 64)[i % 2])
+        for i in range(12)
+    ]
+    expected = [logmel(clip, cfg, n_mels) for cfg, clip, n_mels in work]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(2):
+            for got, want in zip(pool.map(lambda w: logmel(w[1], w[0], w[2]), work), expected):
+                np.testing.assert_array_equal(got, want)
 
 
 # --------------------------------------------------------------------------- reading audio
@@ -150,6 +201,25 @@ def test_read_audio_downmixes_stereo(tmp_path: Path) -> None:
     left, right = _test_signal(0.5, 16000, seed=4), _test_signal(0.5, 16000, seed=5)
     path = _write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), 16000)
     np.testing.assert_allclose(read_audio(path, 16000), (left + right) / 2, atol=1e-7)
+
+
+def test_read_audio_pcm16_equals_libsndfile_float(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 16-bit PCM is read as int16 and scaled by 1 / 32768, as libsndfile does: the same float32 values.
+    rng = np.random.default_rng(6)
+    pcm = rng.integers(-32768, 32768, size=(16000, 2)).astype(np.int16)
+    pcm[:2] = [[-32768, 32767], [32767, -32768]]  # both ends of the range
+    mono, stereo = tmp_path / "mono.wav", tmp_path / "stereo.wav"
+    soundfile.write(mono, pcm[:, 0], 16000, subtype="PCM_16")
+    soundfile.write(stereo, pcm, 16000, subtype="PCM_16")
+    ref_mono = soundfile.read(mono, dtype="float32")[0]
+    ref_stereo = soundfile.read(stereo, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    first = read_audio(mono, 16000)
+    np.testing.assert_array_equal(first, ref_mono)
+    np.testing.assert_array_equal(read_audio(stereo, 16000), ref_stereo)  # reuses the thread's read buffer
+    np.testing.assert_array_equal(first, ref_mono)  # ...and the first array returned is still its own
+    # A file over the kept buffer size is read into a buffer of its own.
+    monkeypatch.setattr(importlib.import_module("harness.features.audio"), "_PCM16_KEPT", 1000)
+    np.testing.assert_array_equal(read_audio(stereo, 16000), ref_stereo)
 
 
 def test_read_audio_errors_name_the_file(tmp_path: Path) -> None:
@@ -245,6 +315,18 @@ def test_parallel_extraction_equals_serial_and_corrupt_audio_leaves_no_cache(tmp
     with pytest.raises(DataError, match=f"{bad.name}: audio file not found"):
         extract(clips, SMALL, 20, cache_dir, "unlabeled", jobs=2)
     assert _feature_files(cache_dir) == []
+
+
+def test_chunks_split_clips_evenly_over_workers() -> None:
+    from harness.features.cache import CHUNK_CLIPS, _chunks
+
+    assert [len(c) for c in _chunks(40, 2)] == [7, 6, 7, 7, 6, 7]  # 3 tasks of 20 clips a worker
+    assert _chunks(CHUNK_CLIPS, 2) == [range(CHUNK_CLIPS)]  # one task: computed in-process
+    for n_clips, jobs in [(1, 2), (3, 2), (11, 2), (17, 2), (200, 2), (9, 1), (5, 4), (33, 4), (9, 16)]:
+        chunks = _chunks(n_clips, jobs)
+        assert [i for c in chunks for i in c] == list(range(n_clips))
+        assert max(len(c) for c in chunks) <= CHUNK_CLIPS
+        assert max(len(c) for c in chunks) - min(len(c) for c in chunks) <= 1
 
 
 def test_normalization_equals_numpy_over_all_frames(tmp_path: Path) -> None:
