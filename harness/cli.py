@@ -128,7 +128,8 @@ def cmd_run(args) -> int:
         path = build_report(outcome.run_dir, args.reports / outcome.run_dir.name, test=args.test)
         print(f"report: {path}")
     if outcome.failed:
-        print(f"{len(outcome.failed)} jobs failed:", file=sys.stderr)
+        n = len(outcome.failed)
+        print(f"{n} job{'s' if n > 1 else ''} failed:", file=sys.stderr)
         for job, log_path in outcome.failed:
             print(f"  {job.variant} seed {job.seed}: {log_path}", file=sys.stderr)
         print("fix the cause, then run again with --rerun-failed (finished jobs are kept)", file=sys.stderr)
@@ -221,11 +222,15 @@ def cmd_check(args) -> int:
 
 def _print_counts(root: Path, skip_missing: bool) -> int:
     from harness.config import DataConfig
+    from harness.constants import CLIP_SECONDS
     from harness.data.desed import load_dataset
 
     subsets = load_dataset(DataConfig(root=str(root), skip_missing=skip_missing), Path(root))
     for name, subset in subsets.items():
         n_events = sum(len(c.events or ()) for c in subset.clips)
         extra = f", {n_events} events" if subset.kind == "strong" else ""
-        print(f"  {name:<11} {len(subset.clips):>6} clips ({subset.kind}{extra})")
+        # Reading every header finds unreadable audio now, with its name, rather than mid-extraction.
+        short = sum(c.duration < CLIP_SECONDS - 1e-3 for c in subset.clips)
+        print(f"  {name:<11} {len(subset.clips):>6} clips ({subset.kind}{extra}; {short} shorter than "
+              f"{CLIP_SECONDS:g} s)")
     return 0

@@ -141,6 +141,49 @@ def test_kill_and_resume_loses_only_running_jobs(workdir):
     assert len(steps40) == 4 and (steps40["steps"] == 40).all()
 
 
+def _started(job_dir: Path) -> dict | None:
+    try:
+        return json.loads((job_dir / "started.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _kill_worker_of_first_started(run_dir: Path, process: subprocess.Popen, not_pid: int | None = None,
+                                  job: Path | None = None) -> tuple[Path, int]:
+    """SIGKILL the worker process of a running job (the first to start, or `job` once it has a new pid)."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        for directory in ([job] if job else sorted(run_dir.glob("jobs/*"))):
+            started = _started(directory)
+            if started and started["pid"] != not_pid and not (directory / "result.json").exists():
+                time.sleep(0.5)  # well inside training: the job has set up and is taking steps
+                os.kill(started["pid"], signal.SIGKILL)
+                return directory, started["pid"]
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.05)
+    raise AssertionError("no job started within 300 s")
+
+
+def test_killed_worker_costs_one_failed_job_not_the_study(workdir):
+    """kill -9 of a job's worker (what the OOM killer does): its job runs again alone; killed again, it is
+    recorded failed with a message that says what to do, and every other job still finishes."""
+    args = run_args(workdir, "--jobs", "2", "--set", "train.steps=150", "--no-report", "--runs",
+                    str(workdir / "runs-killed"))
+    run_dir = workdir / "runs-killed" / "tiny-tiny"
+    process = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=workdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    victim, pid = _kill_worker_of_first_started(run_dir, process)
+    _kill_worker_of_first_started(run_dir, process, not_pid=pid, job=victim)  # again, now alone
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 1, stderr[-2000:]
+    assert "a job worker died" in stdout and "1 job failed" in stderr
+    error = json.loads((victim / "error.json").read_text())
+    assert error["error"] == "WorkerDied" and "--rerun-failed" in error["message"]
+    done = sorted(p.parent for p in run_dir.glob("jobs/*/result.json"))
+    assert len(done) == 3 and victim not in done
+    assert len(pd.read_csv(run_dir / "results.csv")) == 3
+
+
 def test_failed_job_is_recorded_and_named(workdir):
     (workdir / "bad.toml").write_text((workdir / "tiny.toml").read_text().replace('name = "tiny"', 'name = "bad"')
                                       .replace('augmentation = "none"\n',

@@ -1,6 +1,6 @@
 """Run a study: shared stages once, then every pending job on a backend, then the tidy tables.
 
-Backends, one interface (`_backend_map`): "local" (joblib's loky processes, the default), "dask" (joblib's
+Backends, one interface (`_backend_map`): "local" (a pool of loky worker processes, the default), "dask" (joblib's
 Dask backend on any Dask cluster: `dask scheduler` + `dask worker`, dask-jobqueue's SLURMCluster, ...),
 and "inprocess" (jobs one after another in this process, for debugging and tests).
 
@@ -10,10 +10,12 @@ a crash or kill -9 only the jobs that were running are lost.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import statistics
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,17 +133,123 @@ def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions
     echo(f"{label}: running {len(pending)} on the {options.backend} backend ({parallel} at a time, "
          f"{_threads(options)} threads each)")
     progress = Progress(len(pending), parallel)
-    by_id = {j.job_id: j for j in pending}
     try:
-        for summary in _backend_map(pending, bundles, options, run_dir):
-            job = by_id[summary["job_id"]]
-            outcome.ran += 1
-            if summary["status"] != "ok":
-                outcome.failed.append((job, job_dir(run_dir, job) / "log.txt"))
-            progress.job_finished(job.variant, job.seed, summary)
+        _drain(pending, bundles, options, run_dir, _Recorder(outcome, progress, pending), echo)
     finally:
         progress.close()
     return outcome
+
+
+class _Recorder:
+    """Counts each finished job once into the outcome and the progress display."""
+
+    def __init__(self, outcome: RunOutcome, progress: Progress, jobs: list[JobSpec]) -> None:
+        self.outcome, self.progress = outcome, progress
+        self.by_id = {j.job_id: j for j in jobs}
+        self.seen: set[str] = set()
+
+    def __call__(self, summary: dict) -> None:
+        job = self.by_id[summary["job_id"]]
+        if job.job_id in self.seen:
+            return
+        self.seen.add(job.job_id)
+        self.outcome.ran += 1
+        if summary["status"] != "ok":
+            self.outcome.failed.append((job, job_dir(self.outcome.run_dir, job) / "log.txt"))
+        self.progress.job_finished(job.variant, job.seed, summary)
+
+
+def _drain(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path,
+           record: _Recorder, echo) -> None:
+    """Run every pending job to a result or an error, surviving the death of worker processes."""
+    remaining = pending
+    while remaining:
+        since = time.time()
+        try:
+            for summary in _backend_map(remaining, bundles, options, run_dir):
+                record(summary)
+            return
+        except _worker_deaths() as death:
+            remaining = _after_worker_death(death, remaining, since, bundles, options, run_dir, record, echo)
+            for job in pending:  # finished while the pool went down, before their summary came back
+                if job not in remaining and status_of(run_dir, job) in ("done", "failed"):
+                    record(_summary_on_disk(job, run_dir))
+
+
+def _worker_deaths() -> tuple[type[BaseException], ...]:
+    """Exceptions by which a backend says that a worker process died under a job (OOM killer, kill -9)."""
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    deaths: list[type[BaseException]] = [TerminatedWorkerError]
+    try:
+        from distributed import KilledWorker
+    except ImportError:
+        pass
+    else:
+        deaths.append(KilledWorker)
+    return tuple(deaths)
+
+
+def _after_worker_death(death: BaseException, remaining: list[JobSpec], since: float, bundles: dict[str, Path],
+                        options: RunOptions, run_dir: Path, record: _Recorder, echo
+                        ) -> list[JobSpec]:
+    """A worker died: find the culprit among the jobs in flight, record it failed, return what is left.
+
+    A dead loky worker takes the whole pool down, so every job in flight stopped, the culprit and the
+    bystanders alike. Each of them runs again alone: a bystander finishes, a job that kills its worker
+    a second time while alone is the culprit and is recorded failed. The other jobs then go on.
+    """
+    in_flight = [j for j in remaining if _started_since(run_dir, j, since)]
+    echo(f"a job worker died ({_first_line(death)}); running the {len(in_flight)} job(s) it stopped again, "
+         "one at a time")
+    alone = dataclasses.replace(options, jobs=1)
+    for job in in_flight:
+        try:
+            for summary in _backend_map([job], bundles, alone, run_dir):
+                record(summary)
+        except _worker_deaths() as again:
+            record(_record_killed(job, run_dir, again))
+    return [j for j in remaining if j not in in_flight and status_of(run_dir, j) not in ("done", "failed")]
+
+
+def _summary_on_disk(job: JobSpec, run_dir: Path) -> dict:
+    """The progress summary of a job from what it left on disk."""
+    directory = job_dir(run_dir, job)
+    if (directory / jobmod.RESULT).exists():
+        result = json.loads((directory / jobmod.RESULT).read_text())
+        return {"job_id": job.job_id, "status": "ok", "val_f1": result["val_f1"], "test_f1": result["test_f1"],
+                "seconds": result["wall_seconds"]}
+    error = json.loads((directory / jobmod.ERROR).read_text())
+    return {"job_id": job.job_id, "status": "failed", "message": f"{error['error']}: {error['message']}",
+            "seconds": 0.0}
+
+
+def _started_since(run_dir: Path, job: JobSpec, since: float) -> bool:
+    """The job started at or after `since` and left neither a result nor an error."""
+    directory = job_dir(run_dir, job)
+    if (directory / jobmod.RESULT).exists() or (directory / jobmod.ERROR).exists():
+        return False
+    try:
+        return json.loads((directory / jobmod.STARTED).read_text())["time"] >= since
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _record_killed(job: JobSpec, run_dir: Path, death: BaseException) -> dict:
+    """error.json for a job whose worker died twice, the second time with the job alone; its summary."""
+    message = (f"the worker process running this job died twice, the second time with no other job running "
+               f"({_first_line(death)}). This is most often the out-of-memory killer (see `dmesg`): give the job "
+               "less to hold (student.hidden, fewer --jobs on the machine) and run again with --rerun-failed.")
+    jobmod.write_json(job_dir(run_dir, job) / jobmod.ERROR, {"status": "failed", "job_id": job.job_id,
+                                                              "error": "WorkerDied", "message": message,
+                                                              "traceback": ""})
+    log.error("job %s (%s seed %d): %s", job.job_id, job.variant, job.seed, message)
+    return {"job_id": job.job_id, "status": "failed", "message": f"WorkerDied: {message}", "seconds": 0.0}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _needs_run(status: str, options: RunOptions) -> bool:
@@ -177,28 +285,49 @@ def _backend_map(pending: list[JobSpec], bundles: dict[str, Path], options: RunO
         for a in args:
             yield jobmod.execute(*a)
         return
-    import warnings
-
+    if options.backend == "local":
+        yield from _local_map(args, _parallel(options), threads)
+        return
     import joblib
 
-    # loky restarts its reusable workers when the thread limits differ from the feature stage's; it warns
-    # "A worker stopped ..." for that. A worker that really dies mid-job raises TerminatedWorkerError.
-    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")
-    with _joblib_backend(options, threads):
-        parallel = joblib.Parallel(n_jobs=_parallel(options) if options.backend == "local" else -1,
-                                   return_as="generator_unordered")
-        yield from parallel(joblib.delayed(jobmod.execute)(*a) for a in args)
+    with _dask_backend(options):
+        yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(
+            joblib.delayed(jobmod.execute)(*a) for a in args)
+
+
+# Thread-pool sizes a worker process inherits: OpenMP (torch), OpenBLAS, MKL, BLIS, Accelerate, numexpr.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _local_map(args: list[tuple], workers: int, threads: int) -> Iterator[dict]:
+    """Jobs on a pool of `workers` loky processes, even for one worker.
+
+    Always processes, never this one (joblib runs n_jobs=1 inline): a job that segfaults or meets the
+    out-of-memory killer then takes down a worker, which the runner sees as a TerminatedWorkerError and
+    survives, not the runner itself. Thread pools are sized by environment before the workers start.
+    """
+    from concurrent.futures import as_completed
+
+    from joblib.externals.loky import get_reusable_executor
+
+    env = {name: str(threads) for name in _THREAD_VARIABLES}
+    executor = get_reusable_executor(max_workers=workers, env=env)
+    futures = [executor.submit(jobmod.execute, *a) for a in args]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        if not all(f.done() for f in futures):  # Ctrl-C or an error: stop the workers, not only the queue
+            for f in futures:
+                f.cancel()
+            executor.shutdown(wait=False, kill_workers=True)
 
 
 @contextmanager
-def _joblib_backend(options: RunOptions, threads: int):
+def _dask_backend(options: RunOptions):
     import joblib
 
-    if options.backend == "local":
-        # inner_max_num_threads caps OpenMP/BLAS pools in the loky workers at the per-job thread count.
-        with joblib.parallel_config(backend="loky", inner_max_num_threads=threads):
-            yield
-        return
     if not options.scheduler:
         raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT (the address `dask scheduler` prints)")
     try:
