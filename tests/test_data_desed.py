@@ -163,10 +163,37 @@ def test_overrides_relative_and_absolute(tmp_path: Path) -> None:
     assert clip.path == other / "a.wav" and clip.duration == pytest.approx(4.0)
 
 
-def test_unreadable_audio_is_an_error(tmp_path: Path) -> None:
+def test_unreadable_audio_is_an_error_when_its_header_is_read(tmp_path: Path) -> None:
     _tsv(tmp_path, "unlabeled", "filename\nbad.wav\n")
     bad = tmp_path / LAYOUT["unlabeled"][2] / "bad.wav"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a wav file")
+    clip = load_subset(DataConfig(root=str(tmp_path)), "unlabeled").clips[0]  # loading opens no audio
     with pytest.raises(DataError, match=re.escape(f"cannot read audio file {bad}")):
-        load_subset(DataConfig(root=str(tmp_path)), "unlabeled")
+        clip.duration
+
+
+def _full_root(root: Path) -> None:
+    """A DESED root with one clip in every subset; the unlabeled one is 7.25 s long."""
+    _tsv(root, "synthetic", STRONG_HEADER + "s.wav\t1\t2\tDog\n")
+    _tsv(root, "weak", "filename\tevent_labels\nw.wav\tCat\n")
+    _tsv(root, "unlabeled", "filename\nu.wav\n")
+    _tsv(root, "validation", STRONG_HEADER + "v.wav\t1\t2\tDog\n")
+    _tsv(root, "test", STRONG_HEADER + "t.wav\t\t\t\n")
+    for subset, name in (("synthetic", "s.wav"), ("weak", "w.wav"), ("validation", "v.wav"), ("test", "t.wav")):
+        _audio(root, subset, name)
+    _audio(root, "unlabeled", "u.wav", seconds=7.25)
+
+
+def test_data_check_counts_clips_and_short_ones_and_names_unreadable_audio(tmp_path: Path, capsys) -> None:
+    from harness.cli import main
+
+    _full_root(tmp_path)
+    assert main(["data", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"unlabeled\s+1 clips \(unlabeled; 1 shorter than 10 s\)", out)
+    assert re.search(r"synthetic\s+1 clips \(strong, 1 events; 0 shorter than 10 s\)", out)
+    (tmp_path / LAYOUT["weak"][2] / "w.wav").write_bytes(b"RIFF not really a wave file")
+    assert main(["data", "check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read audio file" in err and "w.wav" in err

@@ -9,6 +9,7 @@ count and examples, or, with `DataConfig.skip_missing`, are dropped and logged.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -61,7 +62,6 @@ class Clip:
     Attributes:
         clip_id: the file name as written in the TSV, e.g. "Y0a1b2c3d4e5_30.000_40.000.wav".
         path: the audio file.
-        duration: length of the audio in seconds (read from the file header).
         events: the strong labels (strong subsets; possibly empty); None for weak and unlabeled clips.
         weak: the clip's class labels (weak subsets; for strong subsets the labels of its events);
             None for unlabeled clips.
@@ -69,9 +69,17 @@ class Clip:
 
     clip_id: str
     path: Path
-    duration: float
     events: tuple[Event, ...] | None
     weak: frozenset[str] | None
+
+    @functools.cached_property
+    def duration(self) -> float:
+        """Length of the audio in seconds, read from the file header on first use.
+
+        Not read when the subset is loaded: every run loads every subset, and opening ~18,000 DESED
+        headers took seconds that a run with its features cached never needs.
+        """
+        return audio_duration(self.path)
 
 
 @dataclass(frozen=True)
@@ -308,7 +316,7 @@ def _make_clip(
         labels = frozenset(weak[filename])
     else:
         labels = None
-    return Clip(clip_id=filename, path=path, duration=audio_duration(path), events=events, weak=labels)
+    return Clip(clip_id=filename, path=path, events=events, weak=labels)
 
 
 def load_dataset(
