@@ -113,6 +113,11 @@ def _resolved(args):
 
 
 def cmd_run(args) -> int:
+    if args.backend == "local" and (args.jobs is None or args.jobs >= 1):
+        from harness.study import workers
+
+        # Before the imports below: the workers load torch while this process does the same.
+        workers.warm_up(workers.default_workers(args.jobs), workers.default_threads(args.threads))
     from harness.study.runner import RunOptions, run_study
 
     study, cache = _resolved(args)

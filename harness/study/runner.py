@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Literal
 
 from harness.errors import ConfigError, HarnessError
 from harness.study import job as jobmod
+from harness.study import workers
 from harness.study.environment import environment
 from harness.study.lock import StudyLock, is_locked
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning, shared_stage_key
@@ -261,18 +262,13 @@ def _needs_run(status: str, options: RunOptions) -> bool:
 
 
 def _parallel(options: RunOptions) -> int:
-    if options.jobs is not None:
-        if options.jobs < 1:
-            raise ConfigError(f"--jobs must be at least 1, got {options.jobs}")
-        return options.jobs
-    return os.cpu_count() or 1
+    if options.jobs is not None and options.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {options.jobs}")
+    return workers.default_workers(options.jobs)
 
 
 def _threads(options: RunOptions) -> int:
-    # One thread per job by default: a small LSTM step gains little from a second thread, and a study with
-    # `--jobs 1 --threads 2` measured >3x slower than with one thread (benchmarks/RESULTS.md). Parallelism
-    # comes from running jobs side by side (`--jobs`, default one per core).
-    return max(1, options.threads) if options.threads is not None else 1
+    return workers.default_threads(options.threads)
 
 
 def _backend_map(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path
@@ -286,42 +282,13 @@ def _backend_map(pending: list[JobSpec], bundles: dict[str, Path], options: RunO
             yield jobmod.execute(*a)
         return
     if options.backend == "local":
-        yield from _local_map(args, _parallel(options), threads)
+        yield from workers.map_unordered(jobmod.execute, args, _parallel(options), threads)
         return
     import joblib
 
     with _dask_backend(options):
         yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(
             joblib.delayed(jobmod.execute)(*a) for a in args)
-
-
-# Thread-pool sizes a worker process inherits: OpenMP (torch), OpenBLAS, MKL, BLIS, Accelerate, numexpr.
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-def _local_map(args: list[tuple], workers: int, threads: int) -> Iterator[dict]:
-    """Jobs on a pool of `workers` loky processes, even for one worker.
-
-    Always processes, never this one (joblib runs n_jobs=1 inline): a job that segfaults or meets the
-    out-of-memory killer then takes down a worker, which the runner sees as a TerminatedWorkerError and
-    survives, not the runner itself. Thread pools are sized by environment before the workers start.
-    """
-    from concurrent.futures import as_completed
-
-    from joblib.externals.loky import get_reusable_executor
-
-    env = {name: str(threads) for name in _THREAD_VARIABLES}
-    executor = get_reusable_executor(max_workers=workers, env=env)
-    futures = [executor.submit(jobmod.execute, *a) for a in args]
-    try:
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        if not all(f.done() for f in futures):  # Ctrl-C or an error: stop the workers, not only the queue
-            for f in futures:
-                f.cancel()
-            executor.shutdown(wait=False, kill_workers=True)
 
 
 @contextmanager

@@ -1,0 +1,89 @@
+"""The local backend's worker processes: one pool of loky processes, started before the parent plans.
+
+Always processes, never the parent (joblib runs n_jobs=1 inline): a job that segfaults or meets the
+out-of-memory killer takes down a worker, which the runner sees as a TerminatedWorkerError and
+survives. Thread pools are sized by environment before the workers start.
+
+`warm_up` starts the workers and has them import the job code (torch, the method) while the parent
+imports its own and checks the shared-stage cache: the two used to run one after the other, ~3 s of
+a core each at the start of every study (benchmarks/bench_parallel.py). This module imports nothing
+heavy, so that the warm-up begins before the parent's own imports.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import as_completed
+from typing import Any, Callable, Iterator, Sequence
+
+# Thread-pool sizes a worker process inherits: OpenMP (torch), OpenBLAS, MKL, BLIS, Accelerate, numexpr.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def default_workers(jobs: int | None) -> int:
+    """--jobs, or one per CPU core."""
+    return jobs if jobs is not None else (os.cpu_count() or 1)
+
+
+def default_threads(threads: int | None) -> int:
+    # One thread per job by default: a small LSTM step gains little from a second thread, and a study with
+    # `--jobs 1 --threads 2` measured >3x slower than with one thread (benchmarks/RESULTS.md). Parallelism
+    # comes from running jobs side by side (`--jobs`, default one per core).
+    return max(1, threads) if threads is not None else 1
+
+
+_POOL: dict[str, Any] = {}  # "key": (workers, threads), "executor": the pool of this process (see `pool`)
+
+
+def pool(workers: int, threads: int):
+    """The pool of `workers` loky processes with `threads` threads each: the same one while the arguments
+    stay the same, a new one after they change or after `discard`.
+
+    A pool of its own, not loky's global reusable executor: joblib (the feature stage) takes that one
+    over with its own settings, and would find ours of the wrong kind.
+    """
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    if _POOL.get("key") != (workers, threads):
+        discard()
+        env = {name: str(threads) for name in THREAD_VARIABLES}
+        _POOL.update(key=(workers, threads), executor=ProcessPoolExecutor(max_workers=workers, env=env))
+    return _POOL["executor"]
+
+
+def discard() -> None:
+    """Stop the pool's workers now (a dead worker breaks a loky pool for good; so does Ctrl-C)."""
+    executor = _POOL.pop("executor", None)
+    _POOL.pop("key", None)
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
+
+
+def warm_up(workers: int, threads: int) -> None:
+    """Start the pool and let every worker import the job code; returns at once."""
+    executor = pool(workers, threads)
+    for _ in range(workers):
+        executor.submit(_import_job_code)
+
+
+def _import_job_code() -> None:
+    import harness.study.job  # noqa: F401 - the import is the point
+
+
+def map_unordered(fn: Callable[..., Any], args: Sequence[tuple], workers: int, threads: int) -> Iterator[Any]:
+    """fn(*a) for every a in args on the pool; yields each return value as its call finishes.
+
+    Raises:
+        TerminatedWorkerError: a worker process died; the pool is discarded, the next call makes a new one.
+    """
+    executor = pool(workers, threads)
+    futures = [executor.submit(fn, *a) for a in args]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:  # a dead worker (the pool is broken for good), Ctrl-C, the caller stopping early
+        for f in futures:
+            f.cancel()
+        discard()  # stop the workers, not only the queue
+        raise
