@@ -152,8 +152,7 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
     try:
         with _thread_limit(threads), device_lease(job.config.train.device, jobs_per_gpu) as device:
             result = run_job(job, Path(bundle_root), directory, device)
-        return {"job_id": job.job_id, "status": "ok", "val_f1": result["val_f1"], "test_f1": result["test_f1"],
-                "seconds": result["wall_seconds"]}
+        return ok_summary(result)
     except Exception as e:  # noqa: BLE001 - a failed job must be recorded, not crash the study
         logging.getLogger("harness.job").error("job %s failed:\n%s", job.job_id, traceback.format_exc())
         kind = "diverged" if isinstance(e, JobFailed) else type(e).__name__
@@ -164,6 +163,12 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
     finally:
         logging.getLogger("harness").removeHandler(handler)
         handler.close()
+
+
+def ok_summary(result: dict) -> dict:
+    """The small summary of a finished job that the runner's progress display shows."""
+    return {"job_id": result["job_id"], "status": "ok", "val_f1": result["val_f1"], "test_f1": result["test_f1"],
+            "seconds": result["wall_seconds"]}
 
 
 def _job_logger(directory: Path) -> logging.Handler:

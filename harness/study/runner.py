@@ -198,7 +198,9 @@ def _after_worker_death(death: BaseException, remaining: list[JobSpec], since: f
 
     A dead loky worker takes the whole pool down, so every job in flight stopped, the culprit and the
     bystanders alike. Each of them runs again alone: a bystander finishes, a job that kills its worker
-    a second time while alone is the culprit and is recorded failed. The other jobs then go on.
+    a second time while alone is the culprit and is recorded failed. The other jobs then go on. (On Dask the
+    scheduler has already retried the task on other workers before it raises KilledWorker; the run here is
+    one more attempt, and a second KilledWorker records the job failed.)
     """
     in_flight = [j for j in remaining if _started_since(run_dir, j, since)]
     echo(f"a job worker died ({_first_line(death)}); running the {len(in_flight)} job(s) it stopped again, "
@@ -217,9 +219,7 @@ def _summary_on_disk(job: JobSpec, run_dir: Path) -> dict:
     """The progress summary of a job from what it left on disk."""
     directory = job_dir(run_dir, job)
     if (directory / jobmod.RESULT).exists():
-        result = json.loads((directory / jobmod.RESULT).read_text())
-        return {"job_id": job.job_id, "status": "ok", "val_f1": result["val_f1"], "test_f1": result["test_f1"],
-                "seconds": result["wall_seconds"]}
+        return jobmod.ok_summary(json.loads((directory / jobmod.RESULT).read_text()))
     error = json.loads((directory / jobmod.ERROR).read_text())
     return {"job_id": job.job_id, "status": "failed", "message": f"{error['error']}: {error['message']}",
             "seconds": 0.0}
