@@ -113,6 +113,7 @@ def _resolved(args):
 
 
 def cmd_run(args) -> int:
+    study, cache = _resolved(args)  # bad input fails here, before any worker starts (this import is light)
     if args.backend == "local" and (args.jobs is None or args.jobs >= 1):
         from harness.study import workers
 
@@ -120,7 +121,6 @@ def cmd_run(args) -> int:
         workers.warm_up(workers.default_workers(args.jobs), workers.default_threads(args.threads))
     from harness.study.runner import RunOptions, run_study
 
-    study, cache = _resolved(args)
     options = RunOptions(runs_dir=args.runs, cache_dir=cache, backend=args.backend, jobs=args.jobs,
                          threads=args.threads, scheduler=args.scheduler, dask_resources=args.dask_resources,
                          jobs_per_gpu=args.jobs_per_gpu, rerun_failed=args.rerun_failed, force=args.force)
