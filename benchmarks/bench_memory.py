@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.bench_parallel import StudyRun, run_study, study_file
 from benchmarks.bench_training import DEFAULT_CACHE, build_bundle
 from harness.method.train import SOURCES, Pool
-from harness.study.stages import Bundle
+from harness.bundle import Bundle
 
 MB = 1024**2
 

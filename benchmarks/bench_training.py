@@ -45,7 +45,8 @@ from harness.method.losses import loss_terms
 from harness.model.student import Student
 from harness.study.plan import expand, resolve
 from harness.study.spec import load_study
-from harness.study.stages import Bundle, prepare
+from harness.bundle import Bundle
+from harness.study.stages import prepare
 
 BATCH, FRAMES, MELS = 16, 500, 20
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "harness-bench-cache"

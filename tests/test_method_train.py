@@ -10,7 +10,8 @@ import torch
 
 from harness.config import with_factors
 from harness.method.train import train_student
-from harness.study.stages import Bundle, prepare
+from harness.bundle import Bundle
+from harness.study.stages import prepare
 
 CPU = torch.device("cpu")
 

@@ -31,7 +31,8 @@ from harness.schema import EPOCH_COLUMNS
 from harness.study.devices import device_lease
 from harness.study.environment import git_commit
 from harness.study.plan import JobSpec
-from harness.study.stages import Bundle, resolve_device
+from harness.bundle import Bundle
+from harness.study.stages import resolve_device
 
 RESULT = "result.json"
 ERROR = "error.json"

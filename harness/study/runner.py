@@ -28,7 +28,8 @@ from harness.study.environment import environment
 from harness.study.lock import StudyLock, is_locked
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning, shared_stage_key
 from harness.study.progress import Progress
-from harness.study.stages import Bundle, prepare
+from harness.bundle import Bundle
+from harness.study.stages import prepare
 from harness.study.table import read_results, write_tables
 
 log = logging.getLogger("harness.runner")
