@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import __version__
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--dask-resources", help="Dask worker resources each job needs, e.g. GPU=1")
     run.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU (CUDA only)")
+    run.add_argument("--name", help="the run directory's name under --runs (default: <study>-<profile>, plus a "
+                     "digest of the overrides when there are any)")
     run.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
     run.add_argument("--force", action="store_true", help="run every job again, finished ones included")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory")
@@ -64,11 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     plan = sub.add_parser("plan", help="print the jobs of a study (id, variant, factors, seed, status)")
-    _study_args(plan)
+    _target_args(plan)
     plan.set_defaults(func=cmd_plan)
 
     status = sub.add_parser("status", help="summarise done, running, failed and pending jobs of a study")
-    _study_args(status)
+    _target_args(status)
     status.set_defaults(func=cmd_status)
 
     report = sub.add_parser("report", help="tables, t-tests and plots of a run directory (or summary stats)")
@@ -92,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _study_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", type=Path, help="an ablation file, e.g. ablations/table2.toml")
+def _study_args(p: argparse.ArgumentParser, what: str = "an ablation file, e.g. ablations/table2.toml") -> None:
+    p.add_argument("file", type=Path, help=what)
     p.add_argument("--profile", default="paper", help="paper (DESED, SPEC 2.5; default), quick or tiny")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.steps=500 --set seeds=3 --set data.root=/x")
@@ -103,13 +106,20 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    "~/.cache/harness)")
 
 
+def _target_args(p: argparse.ArgumentParser) -> None:
+    """plan/status: a study file (resolved with the same flags as `run`) or a run directory (read as recorded)."""
+    _study_args(p, "an ablation file (with the flags of `run`), or a run directory runs/<run> (read as recorded)")
+    p.add_argument("--name", help="the run directory's name under --runs, as given to `run`")
+
+
 def _resolved(args):
     from harness.study.plan import resolve
     from harness.study.spec import load_study, split_overrides
 
     spec = load_study(args.file)
     cache = args.cache or default_cache()
-    return resolve(spec, args.profile, cache, split_overrides(args.overrides), args.data), cache
+    return resolve(spec, args.profile, cache, split_overrides(args.overrides), args.data,
+                   tuple(args.overrides)), cache
 
 
 def cmd_run(args) -> int:
@@ -123,7 +133,8 @@ def cmd_run(args) -> int:
 
     options = RunOptions(runs_dir=args.runs, cache_dir=cache, backend=args.backend, jobs=args.jobs,
                          threads=args.threads, scheduler=args.scheduler, dask_resources=args.dask_resources,
-                         jobs_per_gpu=args.jobs_per_gpu, rerun_failed=args.rerun_failed, force=args.force)
+                         jobs_per_gpu=args.jobs_per_gpu, name=args.name, rerun_failed=args.rerun_failed,
+                         force=args.force)
     outcome = run_study(study, options)
     print(f"results: {outcome.run_dir / 'results.csv'} ({outcome.total} jobs: {outcome.ran} ran, "
           f"{outcome.skipped} kept from before, {len(outcome.failed)} failed)")
@@ -142,52 +153,90 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_plan(args) -> int:
-    from harness.study.plan import expand, expand_tuning
-    from harness.study.runner import RunOptions, run_dir_of, status_of
+@dataclass(frozen=True)
+class _Target:
+    """What plan/status look at: a run directory and its jobs (id, variant, seed, phase, factors, l1, l2)."""
+
+    run_dir: Path
+    title: str
+    jobs: list[tuple[str, str, int, str, dict, float | None, float | None]]
+    note: str = ""
+
+
+def _target(args) -> _Target:
+    """A run directory given directly, or the one `run` would use for the file and flags given.
+
+    A run directory that exists is read as recorded (study.json and job.json), so no flag needs repeating;
+    a study not run yet is planned from its file (reading the data to know its job ids).
+    """
+    from harness.study.rundir import STUDY, read_study_record
+
+    if args.file.is_dir():
+        return _recorded(args.file, read_study_record(args.file))
+    from harness.study.runner import RunOptions, run_dir_of
 
     study, cache = _resolved(args)
-    run_dir = run_dir_of(study, RunOptions(runs_dir=args.runs, cache_dir=cache))
-    jobs = expand_tuning(study) + expand(study, _chosen_lambdas(run_dir))
-    print(f"study {study.spec.name} ({study.profile}): {len(jobs)} jobs -> {run_dir}")
+    run_dir = run_dir_of(study, RunOptions(runs_dir=args.runs, cache_dir=cache, name=args.name))
+    if (run_dir / STUDY).exists():
+        return _recorded(run_dir, read_study_record(run_dir))
+    from harness.study.plan import expand, expand_tuning
+    from harness.study.stages import StageKeys, read_data
+
+    keys = StageKeys(read_data(study.data, cache), study.spec.teacher_seed)
+    jobs = expand_tuning(study, keys) + expand(study, None, keys)
+    rows = [(j.job_id, j.variant, j.seed, j.phase, j.factors, j.config.loss.lambda1, j.config.loss.lambda2)
+            for j in jobs]
+    others = sorted(p.parent.name for p in Path(args.runs).glob(f"{study.spec.name}-*/{STUDY}"))
+    note = f"not run yet; other runs of this study under {args.runs}: {', '.join(others)}" if others else \
+        "not run yet"
+    return _Target(run_dir, f"study {study.spec.name} ({study.profile})", rows, note)
+
+
+def _recorded(run_dir: Path, record) -> _Target:
+    from harness.records import JobRecord, RecordError, read_record
+
+    rows = []
+    for job_id in (*record.tune_jobs, *record.jobs):
+        try:
+            j = read_record(run_dir / "jobs" / job_id / "job.json", JobRecord)
+            rows.append((job_id, j.variant, j.seed, j.phase, j.factors, j.config["loss"]["lambda1"],
+                         j.config["loss"]["lambda2"]))
+        except RecordError:
+            rows.append((job_id, "?", -1, "?", {}, None, None))
+    r = record.resolution
+    overrides = " ".join(f"--set {o}" for o in r.overrides) or "no overrides"
+    return _Target(run_dir, f"study {record.name} ({r.profile}, {overrides})", rows)
+
+
+def cmd_plan(args) -> int:
+    from harness.study.runner import status_of
+
+    target = _target(args)
+    print(f"{target.title}: {len(target.jobs)} jobs -> {target.run_dir}" + (f" ({target.note})" if target.note else ""))
     print(f"{'job id':<13} {'phase':<9} {'variant':<16} {'curriculum':<10} {'pseudolabels':<12} "
           f"{'masking':<8} {'augment':<8} {'l1':>5} {'l2':>5} {'seed':>5}  status")
-    for j in jobs:
-        f = j.factors
-        print(f"{j.job_id:<13} {j.phase:<9} {j.variant:<16} {f['curriculum']:<10} {f['pseudolabels']:<12} "
-              f"{f['masking']:<8} {f['augmentation']:<8} {j.config.loss.lambda1:>5} {j.config.loss.lambda2:>5} "
-              f"{j.seed:>5}  {status_of(run_dir, j)}")
-    if study.spec.tune is not None and not _chosen_lambdas(run_dir):
-        print("(replicate jobs use the file's lambdas until the [tune] stage has chosen them)")
+    for job_id, variant, seed, phase, f, l1, l2 in target.jobs:
+        print(f"{job_id:<13} {phase:<9} {variant:<16} {f.get('curriculum', '?'):<10} {f.get('pseudolabels', '?'):<12} "
+              f"{f.get('masking', '?'):<8} {f.get('augmentation', '?'):<8} {l1!s:>5} {l2!s:>5} "
+              f"{seed:>5}  {status_of(target.run_dir, job_id)}")
     return 0
-
-
-def _chosen_lambdas(run_dir: Path) -> dict | None:
-    import json
-
-    path = run_dir / "tuning.json"
-    if not path.exists():
-        return None
-    return {v: (d["lambda1"], d["lambda2"]) for v, d in json.loads(path.read_text()).items()}
 
 
 def cmd_status(args) -> int:
     from collections import Counter
 
-    from harness.study.plan import expand
-    from harness.study.runner import RunOptions, run_dir_of, status_of
+    from harness.study.runner import status_of
 
-    study, cache = _resolved(args)
-    run_dir = run_dir_of(study, RunOptions(runs_dir=args.runs, cache_dir=cache))
-    jobs = expand(study, _chosen_lambdas(run_dir))
-    states = {j.job_id: status_of(run_dir, j) for j in jobs}
+    target = _target(args)
+    replicates = [j for j in target.jobs if j[3] != "tune"]
+    states = {j[0]: status_of(target.run_dir, j[0]) for j in replicates}
     counts = Counter(states.values())
-    print(f"study {study.spec.name} ({study.profile}) in {run_dir}: " + ", ".join(
-        f"{counts.get(s, 0)} {s}" for s in ("done", "running", "failed", "interrupted", "pending"))
-          + f" of {len(jobs)}")
-    for j in jobs:
-        if states[j.job_id] == "failed":
-            print(f"  failed: {j.variant} seed {j.seed}: {run_dir / 'jobs' / j.job_id / 'log.txt'}")
+    print(f"{target.title} in {target.run_dir}: " + ", ".join(
+        f"{counts.get(s, 0)} {s}" for s in ("done", "running", "failed", "interrupted", "damaged", "pending"))
+          + f" of {len(replicates)}" + (f" ({target.note})" if target.note else ""))
+    for job_id, variant, seed, *_ in replicates:
+        if states[job_id] in ("failed", "damaged"):
+            print(f"  {states[job_id]}: {variant} seed {seed}: {target.run_dir / 'jobs' / job_id / 'log.txt'}")
     return 0
 
 
@@ -200,10 +249,11 @@ def cmd_report(args) -> int:
         return 0
     if args.run_dir is None:
         raise HarnessError("report: give a run directory (runs/<study>) or --summary FILE")
+    from harness.study.rundir import read_study_record
     from harness.study.runner import rebuild_tables
 
-    if (args.run_dir / "study.json").exists():
-        rebuild_tables(args.run_dir)  # the per-job results are the truth; the tables are derived
+    read_study_record(args.run_dir)  # a clear error when it is not a run directory
+    rebuild_tables(args.run_dir)  # the per-job results are the truth; the tables are derived
     out = args.out or Path("reports") / args.run_dir.name
     print(f"report: {build_report(args.run_dir, out, test=args.test)}")
     return 0

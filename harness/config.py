@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -282,6 +283,8 @@ def _convert_scalar(hint: Any, value: Any, where: str) -> Any:
             return value
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML reads nan and inf as floats
+                raise ConfigError(f"{where}: {value!r} is not a finite number; give a finite value")
             return float(value)
     elif hint is str:
         if isinstance(value, str):
@@ -324,3 +327,47 @@ def config_hash(*parts: Any, length: int = 12) -> str:
         [to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True, default=str
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+# --------------------------------------------------------------------------- ranges
+
+# (dotted field, lower bound, strict): values a job cannot run with, refused before any work.
+_LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
+    ("train.steps", 0, True), ("train.lr", 0, True), ("train.batch_size", 0, True),
+    ("teacher.n_models", 0, True), ("teacher.epochs", 0, True), ("teacher.lr", 0, True),
+    ("teacher.batch_size", 0, True), ("teacher.channels", 0, True), ("student.hidden", 0, True),
+    ("student.layers", 0, True), ("curriculum.generation_epochs", 0, True), ("features.n_frames", 0, True),
+    ("features.hop_seconds", 0, True), ("features.win_seconds", 0, True), ("loss.lambda1", 0, False),
+    ("loss.lambda2", 0, False), ("augment.p", 0, False), ("postprocess.window_fraction", 0, False),
+)
+CLIP_SECONDS = 10.0  # DESED clips; the frame geometry must cover them (see check_method)
+
+
+def check_method(config: MethodConfig, where: str) -> None:
+    """Refuse a resolved config no job can run with, naming the key and what to do.
+
+    Raises:
+        ConfigError: a value out of range, a file teacher without its file, or a frame geometry
+            (features.n_frames x features.hop_seconds) that does not span a 10-s clip.
+    """
+    for dotted, bound, strict in _LOWER_BOUNDS:
+        section, name = dotted.split(".")
+        value = getattr(getattr(config, section), name)
+        if value < bound or (strict and value == bound):
+            need = "greater than" if strict else "at least"
+            raise ConfigError(f"{where}: {dotted} = {value!r}; it must be {need} {bound:g}")
+    if config.train.epoch_steps is not None and config.train.epoch_steps < 1:
+        raise ConfigError(f"{where}: train.epoch_steps = {config.train.epoch_steps}; give at least 1, or leave it "
+                          "unset for one pass over the clips in use")
+    if not 0 <= config.augment.p <= 1:
+        raise ConfigError(f"{where}: augment.p = {config.augment.p}; a probability lies in [0, 1]")
+    if config.teacher.source == "file" and not config.teacher.predictions:
+        raise ConfigError(f'{where}: teacher.source = "file" needs teacher.predictions = PATH (an .npz of clip_ids, '
+                          'weak [N, 10], strong [N, 10, T]; README "Teacher predictions from a file"), or set '
+                          'teacher.source = "train"')
+    span = config.features.n_frames * config.features.hop_seconds
+    if abs(span - CLIP_SECONDS) > config.features.hop_seconds + 1e-9:
+        frames = round(CLIP_SECONDS / config.features.hop_seconds)
+        raise ConfigError(f"{where}: features.n_frames x features.hop_seconds = {config.features.n_frames} x "
+                          f"{config.features.hop_seconds} = {span:g} s, but clips are {CLIP_SECONDS:g} s; set "
+                          f"features.n_frames = {frames} for this hop")

@@ -23,10 +23,20 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "best_epoch",
     "steps",
     "wall_seconds",
+    # Provenance (harness.records.Provenance): what a result was computed on, and what can move its last bits.
+    "config_key",  # digest of the resolved method config (run-only fields and seed left out)
+    "bundle_key",  # content key of the shared stages: data, features, teacher
+    "data_digest",  # content digest of the data (TSV bytes + audio)
+    "threads",  # torch threads of the job
     "device",
+    "torch_version",
+    "cuda_version",
     "harness_version",
     "git_commit",
 )
+
+# Columns that must agree between the runs of one table row (harness.report refuses to mix them).
+ROW_IDENTITY_COLUMNS: tuple[str, ...] = ("config_key", "bundle_key")
 
 PER_CLASS_COLUMNS: tuple[str, ...] = (
     "study",

@@ -26,8 +26,10 @@ def tiny_study_job(tiny_corpus: Path):
     spec = parse_study({"variant": [{"name": "base"}], "data": {"root": str(tiny_corpus)}},
                        tiny_corpus / "tiny.toml")
     from harness.study.plan import expand
+    from harness.study.stages import StageKeys, read_data
 
-    return expand(resolve(spec, "tiny", tiny_corpus / "cache"))[0]
+    study = resolve(spec, "tiny", tiny_corpus / "cache")
+    return expand(study, keys=StageKeys(read_data(study.data, tiny_corpus / "cache", 1), 0))[0]
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ the same seed gives the same numbers, and the shared-stage bundle is reused."""
 import dataclasses
 import math
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch
 from harness.config import with_factors
 from harness.method.train import train_student
 from harness.bundle import Bundle
-from harness.study.stages import prepare
+from harness.study.stages import prepare, teacher_scores
 
 CPU = torch.device("cpu")
 
@@ -90,4 +92,6 @@ def test_bundle_is_cached_and_complete(tiny_study_job, tiny_bundle):
     assert isinstance(bundle.features("unlabeled"), np.memmap)  # shared by mapping, never copied per job
     labels = bundle.array("synthetic_strong")
     np.testing.assert_array_equal(bundle.array("synthetic_weak"), labels.max(axis=2))
-    assert 0 <= bundle.manifest["teacher"]["validation"]["event_f1"] <= 100
+    scores = teacher_scores(tiny_bundle, tiny_study_job.config)
+    assert 0 <= scores["validation"]["event_f1"] <= 100
+    assert all(not Path(e.path).is_absolute() for e in bundle.manifest.features.values())  # a cache can move

@@ -11,6 +11,8 @@ from scipy import stats as sps
 from harness.constants import CLASSES
 from harness.errors import DataError, HarnessError
 from harness.report import build_report
+from harness.records import (Budget, ComparisonInfo, ReferenceRow, Resolution, StudyRecord, TableInfo,
+                             VariantInfo, write_record)
 from harness.schema import EPOCH_COLUMNS, PER_CLASS_COLUMNS, RESULTS_COLUMNS
 
 OFFSETS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])  # mean 0, sd sqrt(2.5)
@@ -35,6 +37,22 @@ COMPARISONS = [
 GENERATION_EPOCHS = 3
 
 
+def write_study_record(run_dir):
+    tables = (TableInfo("Table 1", "Curriculum", ("EF+SW+EM+CS", "SW+EM+CS", "HF+SW+EM+CS")),
+              TableInfo("Table 3", "Pseudolabels", ("EF+SW+EM+CS", "EM+CS")))
+    record = StudyRecord(
+        name="synthetic", run_name="synthetic", description="A synthetic study with known means",
+        resolution=Resolution(file="/x/synthetic.toml", profile="test", overrides=("train.steps=100",),
+                              overrides_key="k", data_root="synthetic:quick:0", data_digest="d1"),
+        budget=Budget(steps=100, hidden=32, layers=3, teacher_models=2, teacher_channels=24, teacher_source="train"),
+        generation_epochs=GENERATION_EPOCHS, tables=tables,
+        variants=tuple(VariantInfo(n, f) for n, f in FACTORS.items()),
+        comparisons=tuple(ComparisonInfo(**c) for c in COMPARISONS),
+        reference_rows=(ReferenceRow("Teacher (ours)", 45.1, 43.0),), seeds=(0, 1, 2, 3, 4), jobs=(),
+        git_commit="abc")
+    write_record(run_dir / "study.json", record)
+
+
 def make_run_dir(root, n_epochs: int = 7, skip_metrics_of: str | None = "EM+CS-s0"):
     """runs/<study>/ with results.csv, results_per_class.csv, study.json and jobs/*/metrics.csv."""
     run_dir = root / "synthetic"
@@ -47,7 +65,8 @@ def make_run_dir(root, n_epochs: int = 7, skip_metrics_of: str | None = "EM+CS-s
                         "lambda1": 1.0, "lambda2": 1.0, "seed": seed, "profile": "test", "val_f1": val,
                         "test_f1": val + 1.0, "val_segment_f1": val + 10, "test_segment_f1": val + 11,
                         "best_epoch": n_epochs, "steps": 100, "wall_seconds": 1.0, "device": "cpu",
-                        "harness_version": "0.1.0", "git_commit": "abc"})
+                        "harness_version": "0.1.0", "git_commit": "abc", "config_key": f"c-{variant}",
+                        "bundle_key": "b1", "data_digest": "d1", "threads": 1})
             rows.append(row)
             for split in ("validation", "test"):
                 for c, label in enumerate(CLASSES):
@@ -64,18 +83,7 @@ def make_run_dir(root, n_epochs: int = 7, skip_metrics_of: str | None = "EM+CS-s
             metrics[list(EPOCH_COLUMNS)].to_csv(run_dir / "jobs" / job_id / "metrics.csv", index=False)
     pd.DataFrame(rows)[list(RESULTS_COLUMNS)].to_csv(run_dir / "results.csv", index=False)
     pd.DataFrame(per_class)[list(PER_CLASS_COLUMNS)].to_csv(run_dir / "results_per_class.csv", index=False)
-    study = {
-        "name": "synthetic", "description": "A synthetic study with known means", "profile": "test",
-        "generation_epochs": GENERATION_EPOCHS,
-        "tables": [
-            {"name": "Table 1", "caption": "Curriculum", "variants": ["EF+SW+EM+CS", "SW+EM+CS", "HF+SW+EM+CS"]},
-            {"name": "Table 3", "caption": "Pseudolabels", "variants": ["EF+SW+EM+CS", "EM+CS"]},
-        ],
-        "variants": [{"name": n, "factors": f} for n, f in FACTORS.items()],
-        "comparisons": COMPARISONS,
-        "reference_rows": [{"name": "Teacher (ours)", "val_f1": 45.1, "test_f1": 43.0}],
-    }
-    (run_dir / "study.json").write_text(json.dumps(study, indent=1))
+    write_study_record(run_dir)
     return run_dir
 
 
@@ -204,3 +212,20 @@ def test_nan_scores_are_not_counted(tmp_path):
     t4 = pd.read_csv(tmp_path / "out" / "tables" / "table4_val_f1.csv").set_index("comparison")
     ref = sps.ttest_ind(VAL_F1["EF+SW+EM+CS"], VAL_F1["SW+EM+CS"][:4])
     assert t4.loc["Easier first vs all", "t"] == pytest.approx(ref.statistic, rel=1e-5)
+
+
+def test_a_row_of_runs_from_different_bundles_is_refused(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    results = pd.read_csv(run_dir / "results.csv")
+    results.loc[results["job_id"] == "SW+EM+CS-s2", "bundle_key"] = "b2"  # e.g. another teacher
+    results.to_csv(run_dir / "results.csv", index=False)
+    with pytest.raises(DataError, match=r"variant 'SW\+EM\+CS' come from different shared stages.*b1, b2"):
+        build_report(run_dir, tmp_path / "out")
+
+
+def test_header_states_the_resolution(built):
+    _, md = built
+    text = md.read_text()
+    assert "Profile: test; overrides: `--set train.steps=100`; budget: 100 steps a run, student h = 32" in text
+    assert "teacher: 2 CNNs of width 24" in text and "data: synthetic:quick:0 (digest d1)" in text
+    assert "harness commit abc" in text

@@ -59,18 +59,39 @@ def workdir(tmp_path_factory, tiny_corpus):
     return root
 
 
-def run_args(workdir: Path, *extra: str) -> list[str]:
-    return ["run", str(workdir / "tiny.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"),
+def run_args(workdir: Path, *extra: str, runs: str = "runs") -> list[str]:
+    return ["run", str(workdir / "tiny.toml"), "--profile", "tiny", "--runs", str(workdir / runs),
             "--cache", str(workdir / "cache"), "--reports", str(workdir / "reports"), *extra]
 
 
-def results(workdir: Path, name: str = "tiny-tiny") -> pd.DataFrame:
-    return pd.read_csv(workdir / "runs" / name / "results.csv")
+def results(workdir: Path, name: str = "tiny-tiny", runs: str = "runs") -> pd.DataFrame:
+    return pd.read_csv(workdir / runs / name / "results.csv")
 
 
-def test_local_run_writes_tidy_tables_and_skips_finished_jobs(workdir):
-    out = harness(*run_args(workdir, "--jobs", "2"), cwd=workdir)
-    run_dir = workdir / "runs" / "tiny-tiny"
+STEPS40 = ("--threads", "1", "--set", "train.steps=40", "--no-report")
+
+
+@pytest.fixture(scope="module")
+def local40(workdir) -> pd.DataFrame:
+    """The 40-step study run once on the local backend, in its own runs folder: the numbers to match."""
+    out = harness(*run_args(workdir, "--jobs", "2", *STEPS40, runs="runs-local40"), cwd=workdir)
+    return results(workdir, run_name_of(out), "runs-local40")
+
+
+def run_name_of(out: subprocess.CompletedProcess) -> str:
+    """The run directory's name, from the `results: .../<name>/results.csv` line of `harness run`."""
+    line = next(line for line in out.stdout.splitlines() if line.startswith("results:"))
+    return Path(line.split()[1]).parent.name
+
+
+@pytest.fixture(scope="module")
+def finished(workdir) -> tuple[Path, subprocess.CompletedProcess]:
+    """The study run once to the end on the local backend, in runs/tiny-tiny."""
+    return workdir / "runs" / "tiny-tiny", harness(*run_args(workdir, "--jobs", "2"), cwd=workdir)
+
+
+def test_local_run_writes_tidy_tables_and_skips_finished_jobs(workdir, finished):
+    run_dir, out = finished
     table = results(workdir)
     assert list(table.columns) == list(RESULTS_COLUMNS)
     assert len(table) == 4 and sorted(table["seed"]) == [0, 0, 1, 1]
@@ -94,29 +115,30 @@ def test_local_run_writes_tidy_tables_and_skips_finished_jobs(workdir):
     pd.testing.assert_frame_equal(results(workdir), table)
 
 
-def test_plan_and_status_show_each_job(workdir):
+def test_plan_and_status_show_each_job(workdir, finished):
     out = harness("plan", str(workdir / "tiny.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"),
                   "--cache", str(workdir / "cache"), cwd=workdir).stdout
     lines = [line for line in out.splitlines() if "replicate" in line]
     assert len(lines) == 4 and all(line.rstrip().endswith("done") for line in lines)
     status = harness("status", str(workdir / "tiny.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"),
                      "--cache", str(workdir / "cache"), cwd=workdir).stdout
-    assert "4 done, 0 running, 0 failed, 0 interrupted, 0 pending of 4" in status
+    assert "4 done, 0 running, 0 failed, 0 interrupted, 0 damaged, 0 pending of 4" in status
+    recorded = harness("status", str(workdir / "runs" / "tiny-tiny"), cwd=workdir).stdout  # no flag to repeat
+    assert "4 done" in recorded and "of 4" in recorded
 
 
-def test_same_seed_same_numbers_inprocess(workdir):
-    """Determinism: rerunning every job (--force) in this process reproduces the numbers exactly."""
-    table = results(workdir)
-    harness(*run_args(workdir, "--backend", "inprocess", "--force", "--threads", "1", "--no-report"),
-            cwd=workdir)
-    again = results(workdir)
+def test_same_seed_same_numbers_inprocess(workdir, local40):
+    """Determinism: the same jobs run again in this process reproduce the local backend's numbers exactly."""
+    table = local40
+    out = harness(*run_args(workdir, "--backend", "inprocess", *STEPS40, runs="runs-inprocess"), cwd=workdir)
+    again = results(workdir, run_name_of(out), "runs-inprocess")
     cols = ["job_id", "val_f1", "test_f1", "val_segment_f1", "test_segment_f1", "best_epoch", "steps"]
     pd.testing.assert_frame_equal(again[cols], table[cols])
 
 
-def test_kill_and_resume_loses_only_running_jobs(workdir):
-    args = run_args(workdir, "--jobs", "1", "--threads", "1", "--set", "train.steps=40", "--no-report")
-    run_dir = workdir / "runs" / "tiny-tiny"
+def test_kill_and_resume_loses_only_running_jobs(workdir, local40):
+    args = run_args(workdir, "--jobs", "1", *STEPS40, runs="runs-kill")
+    run_dir = workdir / "runs-kill" / local40_name(workdir)
     process = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=workdir, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
@@ -137,8 +159,14 @@ def test_kill_and_resume_loses_only_running_jobs(workdir):
     assert f"{len(new_ids)} of 4 already finished" in out.stdout
     for job_id in new_ids:  # never redone, never lost
         assert (run_dir / "jobs" / job_id / "result.json").read_bytes() == finished[job_id]
-    steps40 = results(workdir)
+    steps40 = pd.read_csv(run_dir / "results.csv")
     assert len(steps40) == 4 and (steps40["steps"] == 40).all()
+    cols = ["job_id", "val_f1", "test_f1", "best_epoch"]
+    pd.testing.assert_frame_equal(steps40[cols], local40[cols])
+
+
+def local40_name(workdir: Path) -> str:
+    return next(p.parent.name for p in (workdir / "runs-local40").glob("*/study.json"))
 
 
 def _started(job_dir: Path) -> dict | None:
@@ -167,9 +195,9 @@ def _kill_worker_of_first_started(run_dir: Path, process: subprocess.Popen, not_
 def test_killed_worker_costs_one_failed_job_not_the_study(workdir):
     """kill -9 of a job's worker (what the OOM killer does): its job runs again alone; killed again, it is
     recorded failed with a message that says what to do, and every other job still finishes."""
-    args = run_args(workdir, "--jobs", "2", "--set", "train.steps=150", "--no-report", "--runs",
-                    str(workdir / "runs-killed"))
-    run_dir = workdir / "runs-killed" / "tiny-tiny"
+    args = run_args(workdir, "--jobs", "2", "--set", "train.steps=150", "--no-report", "--name", "killed",
+                    runs="runs-killed")
+    run_dir = workdir / "runs-killed" / "killed"
     process = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=workdir, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     victim, pid = _kill_worker_of_first_started(run_dir, process)
@@ -187,7 +215,7 @@ def test_killed_worker_costs_one_failed_job_not_the_study(workdir):
 def test_failed_job_is_recorded_and_named(workdir):
     (workdir / "bad.toml").write_text((workdir / "tiny.toml").read_text().replace('name = "tiny"', 'name = "bad"')
                                       .replace('augmentation = "none"\n',
-                                               'augmentation = "none"\nset = { "loss.lambda1" = nan }\n'))
+                                               'augmentation = "none"\nset = { "loss.lambda1" = 1e308 }\n'))
     args = ["run", str(workdir / "bad.toml"), "--profile", "tiny", "--runs", str(workdir / "runs"), "--cache",
             str(workdir / "cache"), "--jobs", "2", "--no-report"]
     out = harness(*args, cwd=workdir, check=False)
@@ -198,7 +226,9 @@ def test_failed_job_is_recorded_and_named(workdir):
     errors = list((workdir / "runs" / "bad-tiny").glob("jobs/*/error.json"))
     assert len(errors) == 2
     record = json.loads(errors[0].read_text())
-    assert "J_s is nan at epoch 1, step 1" in record["message"] and "Traceback" in record["traceback"]
+    assert "J_s is inf at epoch 1, step 1" in record["message"] and "Traceback" in record["traceback"]
+    assert record["error"] == "TrainingDiverged" and record["log"].endswith("log.txt")
+    assert "TrainingDiverged" in (Path(record["log"])).read_text()  # the reason is in the log, not only here
     again = harness(*args, cwd=workdir, check=False)
     assert again.returncode == 0 and "4 of 4 already finished or failed before" in again.stdout
     rerun = harness(*args, "--rerun-failed", cwd=workdir, check=False)
@@ -241,15 +271,12 @@ def dask_cluster(tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
 
 
-def test_dask_backend_gives_the_local_numbers(workdir, dask_cluster):
-    local = results(workdir)
-    args = run_args(workdir, "--backend", "dask", "--scheduler", dask_cluster, "--threads", "1", "--no-report",
-                    "--set", "train.steps=40")
-    dask_runs = workdir / "runs-dask"
-    args[args.index("--runs") + 1] = str(dask_runs)
+def test_dask_backend_gives_the_local_numbers(workdir, dask_cluster, local40):
+    local = local40
+    args = run_args(workdir, "--backend", "dask", "--scheduler", dask_cluster, *STEPS40, runs="runs-dask")
     out = harness(*args, cwd=workdir)
     assert "running 4 on the dask backend" in out.stdout
-    table = pd.read_csv(dask_runs / "tiny-tiny" / "results.csv")
+    table = pd.read_csv(workdir / "runs-dask" / run_name_of(out) / "results.csv")
     assert len(table) == 4
     cols = ["job_id", "val_f1", "test_f1", "best_epoch", "steps"]
     pd.testing.assert_frame_equal(table[cols].reset_index(drop=True), local[cols].reset_index(drop=True))

@@ -44,6 +44,9 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
 
 REFERENCE_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label")
 _MAX_LISTED = 5  # missing files named in an error message
+# How to skip missing files, for every command that can meet them (`data check` has no [data] table).
+SKIP_MISSING_HINT = ("`harness run`/`plan`/`status`: --set data.skip_missing=true (or skip_missing = true in the "
+                     "study's [data] table); `harness data check`: --skip-missing")
 
 
 @dataclass(frozen=True)
@@ -251,8 +254,7 @@ def _present_files(
         listed = ", ".join(str(audio_dir / f) for f in missing[:_MAX_LISTED])
         raise DataError(
             f"subset {name!r}: {len(missing)} of {len(filenames)} audio files listed in {tsv} are missing "
-            f"from {audio_dir} (e.g. {listed}); download them, or set skip_missing = true in the [data] "
-            f"table to skip them"
+            f"from {audio_dir} (e.g. {listed}); download them, or skip them: {SKIP_MISSING_HINT}"
         )
     if missing:
         log.warning(

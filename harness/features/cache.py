@@ -39,15 +39,15 @@ import numpy as np
 
 from harness.config import FeatureConfig, to_dict
 from harness.errors import ConfigError, DataError
+from harness.identity import FEATURES_VERSION, feature_key
+from harness.records import RecordError, file_checksum, read_json
 from harness.features.audio import missing_audio_error, read_audio
 from harness.features.logmel import check_config, logmel
 
 log = logging.getLogger("harness.features")
 
-# Bump when the computation changes, so that caches written by older code are recomputed.
-# 2: the faster extraction of logmel.py (per-thread buffers, banded mel product) differs from 1 by up to
-# ~2e-6 in log-mel, enough to change a teacher trained on it; mixing caches would break determinism.
-FORMAT_VERSION = 2
+# The computation's version is harness.identity.FEATURES_VERSION (part of every key).
+FORMAT_VERSION = FEATURES_VERSION
 DIGEST_INDEX = "audio-digests.json"
 # Clips per extraction task, at most (see _chunks): ~30 ms of work for 10-s clips, so that workers
 # finish together, against ~0.5 ms of loky overhead a task. A task holds one clip at a time.
@@ -68,12 +68,14 @@ class FeatureSet:
         features: [N, n_frames, n_mels] float32 log-mel features, a read-only memory map.
         path: the .npy file holding them.
         key: the cache key (hash of feature config, n_mels and the clips' ids and audio contents).
+        checksum: of the .npy file, recorded when it was written and checked whenever it is reused.
     """
 
     clip_ids: tuple[str, ...]
     features: np.ndarray
     path: Path
     key: str
+    checksum: str  # of the .npy file's bytes (harness.records.file_checksum), kept in its sidecar
 
     @property
     def n_mels(self) -> int:
@@ -131,48 +133,40 @@ def extract(
     key = feature_key(cfg, n_mels, [(clip_id, d) for (clip_id, _), d in zip(clips, digests)])
     path = directory / f"{subset}-{n_mels}-{key}.npy"
     clip_ids = tuple(clip_id for clip_id, _ in clips)
-    features = _open_cached(path, (len(clips), cfg.n_frames, n_mels))
-    if features is not None:
-        log.info("features: %s %d bins: cache hit", subset, n_mels)
-        return FeatureSet(clip_ids, features, path, key)
+    cached = _open_cached(path, (len(clips), cfg.n_frames, n_mels))
+    if cached is not None:
+        log.info("features: %s %d bins: cache hit (checksum verified)", subset, n_mels)
+        return FeatureSet(clip_ids, cached[0], path, key, cached[1])
     log.info("features: %s %d bins: computing %d clips", subset, n_mels, len(clips))
     sidecar = {"subset": subset, "n_mels": n_mels, "key": key, "clip_ids": list(clip_ids)}
-    _compute(clips, cfg, n_mels, path, sidecar, jobs)
-    return FeatureSet(clip_ids, np.load(path, mmap_mode="r"), path, key)
+    checksum = _compute(clips, cfg, n_mels, path, sidecar, jobs)
+    return FeatureSet(clip_ids, np.load(path, mmap_mode="r"), path, key, checksum)
 
 
-def feature_key(cfg: FeatureConfig, n_mels: int, clip_digests: Sequence[tuple[str, str]]) -> str:
-    """The cache key: a hash of every feature field but the two bin counts, n_mels, and the clips.
-
-    Args:
-        cfg: the feature config (student_mels / teacher_mels are left out: n_mels says which).
-        n_mels: mel bins of these features.
-        clip_digests: (clip id, content digest of its audio) per clip, in row order.
-
-    Returns:
-        16 hex digits.
-    """
-    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-    fields.pop("student_mels")
-    fields.pop("teacher_mels")
-    payload = {"version": FORMAT_VERSION, "features": fields, "n_mels": n_mels, "clips": list(clip_digests)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _open_cached(path: Path, shape: tuple[int, int, int]) -> np.ndarray | None:
-    """The cached features at `path` memory-mapped read-only, or None when absent or unusable."""
+def _open_cached(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, str] | None:
+    """The cached features at `path` memory-mapped read-only with their checksum, or None when absent or
+    unusable: unreadable, of another shape, or with bytes that no longer match the checksum recorded when
+    they were written (a damaged disk block, a partial copy). Unusable files are recomputed, with a warning."""
     if not path.is_file():
         return None
     try:
         features = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
+        recorded = read_json(path.with_suffix(".json")).get("checksum")
+    except (OSError, ValueError, RecordError, AttributeError) as e:
         log.warning("features: %s is unreadable (%s); recomputing it", path, e)
         return None
     if features.shape != shape or features.dtype != np.float32:
         found = f"{features.shape} {features.dtype}"
         log.warning("features: %s holds %s, not %s float32; recomputing it", path, found, shape)
         return None
-    return features
+    actual = file_checksum(path)
+    if recorded is None:
+        log.warning("features: %s has no recorded checksum (an older harness wrote it); recomputing it", path)
+        return None
+    if actual != recorded:
+        log.warning("features: %s is damaged (checksum %s, recorded %s); recomputing it", path, actual, recorded)
+        return None
+    return features, actual
 
 
 def _compute(
@@ -182,8 +176,8 @@ def _compute(
     path: Path,
     sidecar: dict[str, Any],
     jobs: int,
-) -> None:
-    """Compute the features of `clips` into a temporary .npy, then rename it to `path`.
+) -> str:
+    """Compute the features of `clips` into a temporary .npy, then rename it to `path`; returns its checksum.
 
     Workers write their chunks of rows straight into the temporary file, so neither they nor the
     parent ever hold the whole subset in memory; one fsync makes them all durable before the rename.
@@ -209,9 +203,12 @@ def _compute(
             parallel = joblib.Parallel(n_jobs=min(jobs, len(tasks)), backend=BACKEND, batch_size=1)
             parallel(joblib.delayed(_fill_rows)(*task) for task in tasks)
         _fsync(tmp)
+        checksum = file_checksum(tmp)
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        _write_json(path.with_suffix(".json"), {**sidecar, "features": to_dict(cfg), "created": created})
+        _write_json(path.with_suffix(".json"), {**sidecar, "features": to_dict(cfg), "created": created,
+                                                "checksum": checksum})
         os.replace(tmp, path)
+        return checksum
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -25,7 +25,7 @@ from harness.method.augment import spec_augment
 from harness.method.curriculum import difficulty, generation_of, needs_difficulty, select_unlabeled
 from harness.method.losses import Batch, check_finite, loss_terms
 from harness.model.student import Student
-from harness.study.stages import Bundle
+from harness.bundle import Bundle
 
 log = logging.getLogger("harness.train")
 
@@ -246,7 +246,9 @@ def score(frame: np.ndarray, clip: np.ndarray, bundle: Bundle, subset: str, conf
     ids = bundle.clip_ids(subset)
     windows = median_windows(bundle.event_frames[config.postprocess.window_statistic],
                              config.postprocess.window_fraction)
-    events = postprocess(frame, clip, ids, windows, config.postprocess, config.student.gate_threshold)
+    # The bundle's frame hop, from the config it was built with: events at the right seconds at any hop.
+    events = postprocess(frame, clip, ids, windows, config.postprocess, config.student.gate_threshold,
+                         hop_seconds=bundle.hop_seconds)
     reference = bundle.reference(subset)
     ev = event_based(reference, events, ids, config.eval.t_collar, config.eval.percentage_of_length,
                      config.eval.evaluator)

@@ -27,6 +27,8 @@ import pandas as pd
 from harness import __version__
 from harness.constants import CLASSES
 from harness.errors import DataError
+from harness.records import StudyRecord, read_record, to_data
+from harness.schema import ROW_IDENTITY_COLUMNS
 from harness.report import figures, stats, tables
 from harness.report.summary import analyse_summary, read_summary
 
@@ -72,27 +74,59 @@ def _write_table(out_dir: Path, stem: str, numeric: pd.DataFrame, display: pd.Da
 
 # ---------------------------------------------------------------- inputs
 
-def _load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def _load_run(run_dir: Path) -> tuple[StudyRecord, dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The run's typed record (and its mapping view for the table builders), results and per-class results."""
     results_path = run_dir / "results.csv"
     if not results_path.is_file():
         raise DataError(f"{results_path} not found: run the study first with `python -m harness run <study.toml>`")
     study_path = run_dir / "study.json"
     if not study_path.is_file():
         raise DataError(f"{study_path} not found: {run_dir} is not a run directory written by `python -m harness run`")
+    record = read_record(study_path, StudyRecord)
     try:
-        study = json.loads(study_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{study_path}: not valid JSON ({e}); rerun `python -m harness run`") from e
-    results = pd.read_csv(results_path)
-    for column in ("variant", "val_f1", "test_f1"):
+        results = pd.read_csv(results_path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{results_path}: not a readable table ({e}); rebuild it with `python -m harness report "
+                        f"{run_dir}`") from e
+    for column in ("variant", "val_f1", "test_f1", *ROW_IDENTITY_COLUMNS):
         if column not in results.columns:
             raise DataError(f"{results_path}: missing column {column!r}; was it written by this harness version?")
+    _check_rows_alike(results, results_path)
     per_class_path = run_dir / "results_per_class.csv"
     per_class = pd.read_csv(per_class_path) if per_class_path.is_file() else pd.DataFrame()
-    if not study.get("tables"):
-        names = [v["name"] for v in study.get("variants", [])] or sorted(results["variant"].unique())
-        study["tables"] = [{"name": "Table 1", "caption": study.get("description", ""), "variants": names}]
-    return study, results, per_class
+    study = to_data(record)
+    if not study["tables"]:
+        names = [v.name for v in record.variants] or sorted(results["variant"].unique())
+        study["tables"] = [{"name": "Table 1", "caption": record.description, "variants": names}]
+    return record, study, results, per_class
+
+
+def _check_rows_alike(results: pd.DataFrame, path: Path) -> None:
+    """Refuse a table row (a variant) whose runs trained on different bundles or configs.
+
+    Raises:
+        DataError: naming the variant, what differs and the values.
+    """
+    for variant, runs in results.groupby("variant", sort=False):
+        for column in ROW_IDENTITY_COLUMNS:
+            values = sorted(runs[column].dropna().astype(str).unique())
+            if len(values) > 1:
+                what = "shared stages (data, features, teacher)" if column == "bundle_key" else "method configs"
+                raise DataError(f"{path}: the runs of variant {variant!r} come from different {what} ({column} "
+                                f"{', '.join(values)}); one table row must hold runs of one configuration. Run "
+                                "the study again so that every run of the variant is of its current plan")
+
+
+def _header(record: StudyRecord, n_results: int) -> str:
+    """The resolution behind every number of the report: profile, overrides, budget, data, commit."""
+    r, b = record.resolution, record.budget
+    overrides = ", ".join(f"`--set {o}`" for o in r.overrides) or "none"
+    teacher = (f"{b.teacher_models} CNNs of width {b.teacher_channels}" if b.teacher_source == "train"
+               else "predictions from a file")
+    return (f"Profile: {r.profile}; overrides: {overrides}; budget: {b.steps:,} steps a run, student h = {b.hidden} "
+            f"({b.layers} layers), teacher: {teacher}; data: {r.data_root} (digest {r.data_digest}); seeds "
+            f"{', '.join(map(str, record.seeds))}; harness commit {record.git_commit}; {n_results} finished runs. "
+            "F1 is the event-based macro F1 (%), mean ± sd (ddof 1) over seeds.")
 
 
 def _variant_order(study: dict[str, Any], results: pd.DataFrame) -> list[str]:
@@ -244,7 +278,7 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
         caption = "Validation F1 (%) per epoch: mean and min-max band over seeds"
         if skipped:
             caption += f" ({skipped} job(s) without a readable metrics.csv left out)"
-        ax = figures.plot_learning_curves(curves, study.get("generation_epochs"), title=caption)
+        ax = figures.plot_learning_curves(curves, study["generation_epochs"], title=caption)
         figures.save_figure(ax.figure, out_dir / "figures" / "learning_curves")
         blocks.append(Block("figure", caption, path=Path("figures/learning_curves.png")))
     return blocks
@@ -257,14 +291,13 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student")
         DataError: no results.csv or study.json in run_dir (run the study first).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    study, results, per_class = _load_run(run_dir)
+    record, study, results, per_class = _load_run(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    title = f"Study {study.get('name', run_dir.name)}"
+    title = f"Study {record.name}"
     blocks = [Block("h1", title)]
-    if study.get("description"):
-        blocks.append(Block("p", study["description"]))
-    blocks.append(Block("p", f"Profile: {study.get('profile', '?')}; {len(results)} finished runs. "
-                             "F1 is the event-based macro F1 (%), mean ± sd (ddof 1) over seeds."))
+    if record.description:
+        blocks.append(Block("p", record.description))
+    blocks.append(Block("p", _header(record, len(results))))
     for table in study["tables"]:
         numeric = tables.variant_table(results, study, table)
         display = tables.display_variant_table(numeric)

@@ -1,74 +1,74 @@
-"""One job: `run_job(job, bundle, job_dir) -> result`, and the files it leaves in its directory.
+"""One job: `run_job(job, bundle, job_dir) -> Result`, and the files it leaves in its directory.
 
-A job directory holds `job.json` (the resolved config and seed), `log.txt`, `metrics.csv` (one row per
-epoch, rewritten after every epoch), `predictions_{validation,test}.tsv` (DCASE format, post-processed),
-`probabilities_{validation,test}.npz` (raw frame and clip probabilities), `best.pt` and, last, `result.json`
-(or `error.json` with the traceback when the job failed). `result.json` is written atomically, so its
-presence means the job finished.
+A job directory holds `job.json` (harness.records.JobRecord: the resolved config, seed and bundle key),
+`log.txt`, `metrics.csv` (one row per epoch, rewritten after every epoch), `predictions_{validation,test}.tsv`
+(DCASE format, post-processed), `probabilities_{validation,test}.npz` (raw frame and clip probabilities),
+`best.pt` and, last, `result.json` (harness.records.Result) or `error.json` (harness.records.Failure).
+Both are written atomically, so a readable `result.json` means the job finished.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 
 from harness import __version__
+from harness.bundle import Bundle
 from harness.config import to_dict
 from harness.constants import CLASSES
-from harness.errors import JobFailed
+from harness.errors import HarnessError
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.method.train import EpochRecord, evaluate, train_student
+from harness.records import Failure, JobRecord, Provenance, Result, write_json, write_record
 from harness.schema import EPOCH_COLUMNS
 from harness.study.devices import device_lease
 from harness.study.environment import git_commit
 from harness.study.plan import JobSpec
-from harness.bundle import Bundle
 from harness.study.stages import resolve_device
 
 RESULT = "result.json"
 ERROR = "error.json"
 STARTED = "started.json"
+LOG = "log.txt"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the whole new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
-    os.replace(tmp, path)
-
-
-def job_record(job: JobSpec) -> dict:
+def job_record(job: JobSpec) -> JobRecord:
     """The job's identity and resolved config, as written to job.json."""
-    return {"job_id": job.job_id, "study": job.study, "variant": job.variant, "seed": job.seed,
-            "profile": job.profile, "phase": job.phase, "teacher_seed": job.teacher_seed,
-            "factors": job.factors, "config": to_dict(job.config), "data": to_dict(job.data)}
+    return JobRecord(job_id=job.job_id, study=job.study, variant=job.variant, seed=job.seed, profile=job.profile,
+                     phase=job.phase, teacher_seed=job.teacher_seed, factors=job.factors,
+                     config=to_dict(job.config), data=to_dict(job.data), bundle_key=job.bundle_key,
+                     config_key=job.config_key)
 
 
-def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None = None) -> dict:
+def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None = None, threads: int = 1
+            ) -> Result:
     """Train and evaluate one student; write its outputs into `job_dir`; return the result record.
 
     Args:
         job: the resolved job.
-        bundle_root: the shared-stage bundle (see harness.study.stages.prepare).
+        bundle_root: the shared-stage bundle (see harness.study.stages.prepare); checksums verified here.
         job_dir: the job's directory; created if needed.
         device: overrides config.train.device (the runner hands each job its own GPU).
+        threads: the torch thread count in force (recorded).
 
     Raises:
-        JobFailed (TrainingDiverged for a NaN loss) or any unexpected error; `execute` records them.
+        JobFailed (TrainingDiverged for a NaN loss), CacheCorrupt, or any unexpected error; `execute`
+        records them.
     """
     job_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     dev = resolve_device(device or job.config.train.device)
-    bundle = Bundle.open(bundle_root)
+    bundle = Bundle.open(bundle_root, verify=True)
+    if bundle.key != job.bundle_key:
+        raise HarnessError(f"job {job.job_id} was planned on bundle {job.bundle_key!r} but was given {bundle.key}; "
+                           "run the study again")
     epochs: list[EpochRecord] = []
 
     def on_epoch(record: EpochRecord) -> None:
@@ -88,8 +88,8 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
         scores[subset] = ev
     if job.config.train.checkpoint:
         torch.save(outcome.model.state_dict(), job_dir / "best.pt")
-    result = _result(job, outcome, scores, time.perf_counter() - started, dev)
-    write_json(job_dir / RESULT, result)
+    result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads)
+    write_record(job_dir / RESULT, result)
     return result
 
 
@@ -100,35 +100,28 @@ def _write_metrics(job_dir: Path, epochs: list[EpochRecord]) -> None:
     os.replace(tmp, job_dir / "metrics.csv")
 
 
-def _result(job: JobSpec, outcome, scores, seconds: float, device: torch.device) -> dict:
+def provenance(job: JobSpec, bundle: Bundle, device: torch.device, threads: int) -> Provenance:
+    """What places a result and what can move its last bits, recorded in every result."""
+    return Provenance(bundle_key=bundle.key, data_digest=bundle.manifest.data_digest, config_key=job.config_key,
+                      threads=threads, device=_device_name(device), torch_version=torch.__version__,
+                      cuda_version=torch.version.cuda, harness_version=__version__, git_commit=git_commit())
+
+
+def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, device: torch.device, threads: int
+            ) -> Result:
     val, test = scores["validation"], scores["test"]
-    return {
-        "status": "ok",
-        "study": job.study,
-        "job_id": job.job_id,
-        "variant": job.variant,
-        **job.factors,
-        "lambda1": job.config.loss.lambda1,
-        "lambda2": job.config.loss.lambda2,
-        "seed": job.seed,
-        "profile": job.profile,
-        "phase": job.phase,
-        "val_f1": 100 * val.events.macro_f1,
-        "test_f1": 100 * test.events.macro_f1,
-        "val_segment_f1": 100 * val.segments.macro_f1,
-        "test_segment_f1": 100 * test.segments.macro_f1,
-        "best_epoch": outcome.best_epoch,
-        "steps": outcome.steps,
-        "wall_seconds": round(seconds, 2),
-        "train_seconds": round(sum(e.seconds for e in outcome.epochs), 2),
-        "device": _device_name(device),
-        "harness_version": __version__,
-        "git_commit": git_commit(),
-        "per_class": {
-            "validation": {c: 100 * val.events.per_class_f1[c] for c in CLASSES},
-            "test": {c: 100 * test.events.per_class_f1[c] for c in CLASSES},
-        },
-    }
+    return Result(
+        study=job.study, job_id=job.job_id, variant=job.variant, **job.factors,
+        lambda1=job.config.loss.lambda1, lambda2=job.config.loss.lambda2, seed=job.seed, profile=job.profile,
+        phase=job.phase,
+        val_f1=100 * val.events.macro_f1, test_f1=100 * test.events.macro_f1,
+        val_segment_f1=100 * val.segments.macro_f1, test_segment_f1=100 * test.segments.macro_f1,
+        best_epoch=outcome.best_epoch, steps=outcome.steps, wall_seconds=round(seconds, 2),
+        train_seconds=round(sum(e.seconds for e in outcome.epochs), 2),
+        provenance=provenance(job, bundle, device, threads),
+        per_class={"validation": {c: 100 * val.events.per_class_f1[c] for c in CLASSES},
+                   "test": {c: 100 * test.events.per_class_f1[c] for c in CLASSES}},
+    )
 
 
 def _device_name(device: torch.device) -> str:
@@ -140,40 +133,52 @@ def _device_name(device: torch.device) -> str:
 def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per_gpu: int = 1) -> dict:
     """The worker-side entry point of every backend: run one job, never raise, always leave a record.
 
-    Sets the thread count (jobs x threads <= cores by default), logs to the job's log.txt, and writes
-    error.json with the traceback when the job fails. Returns a small summary for the progress display.
+    Everything from the first line is inside the failure recording: a job directory that cannot be
+    written, a full disk or a broken bundle fail this job (error.json when it can be written, the summary
+    always), never the study. Returns a small summary for the progress display.
     """
-    directory = Path(job_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / ERROR).unlink(missing_ok=True)
-    torch.set_num_threads(max(1, threads))
-    write_json(directory / STARTED, {"pid": os.getpid(), "host": os.uname().nodename, "time": time.time()})
-    handler = _job_logger(directory)
     start = time.perf_counter()
+    directory = Path(job_dir)
+    handler = None
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / ERROR).unlink(missing_ok=True)
+        threads = max(1, threads)
+        torch.set_num_threads(threads)
+        write_json(directory / STARTED, {"pid": os.getpid(), "host": os.uname().nodename, "time": time.time()})
+        handler = _job_logger(directory)
         with _thread_limit(threads), device_lease(job.config.train.device, jobs_per_gpu) as device:
-            result = run_job(job, Path(bundle_root), directory, device)
+            result = run_job(job, Path(bundle_root), directory, device, threads)
         return ok_summary(result)
     except Exception as e:  # noqa: BLE001 - a failed job must be recorded, not crash the study
-        logging.getLogger("harness.job").error("job %s failed:\n%s", job.job_id, traceback.format_exc())
-        kind = "diverged" if isinstance(e, JobFailed) else type(e).__name__
-        write_json(directory / ERROR, {"status": "failed", "job_id": job.job_id, "error": kind,
-                                       "message": str(e), "traceback": traceback.format_exc()})
-        return {"job_id": job.job_id, "status": "failed", "message": f"{kind}: {e}",
-                "seconds": round(time.perf_counter() - start, 2)}
+        return _record_failure(job, directory, e, time.perf_counter() - start)
     finally:
-        logging.getLogger("harness").removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger("harness").removeHandler(handler)
+            handler.close()
 
 
-def ok_summary(result: dict) -> dict:
+def _record_failure(job: JobSpec, directory: Path, error: Exception, seconds: float) -> dict:
+    """error.json (when the directory is writable) and the log line of a failed job; its summary."""
+    kind = type(error).__name__
+    trace = traceback.format_exc()
+    logging.getLogger("harness.job").error("job %s failed: %s: %s\n%s", job.job_id, kind, error, trace)
+    failure = Failure(job_id=job.job_id, error=kind, message=str(error), log=str(directory / LOG), traceback=trace)
+    try:
+        write_record(directory / ERROR, failure)
+    except HarnessError as e:
+        logging.getLogger("harness.job").error("job %s: cannot record the failure: %s", job.job_id, e)
+    return {"job_id": job.job_id, "status": "failed", "message": f"{kind}: {error}", "seconds": round(seconds, 2)}
+
+
+def ok_summary(result: Result) -> dict:
     """The small summary of a finished job that the runner's progress display shows."""
-    return {"job_id": result["job_id"], "status": "ok", "val_f1": result["val_f1"], "test_f1": result["test_f1"],
-            "seconds": result["wall_seconds"]}
+    return {"job_id": result.job_id, "status": "ok", "val_f1": result.val_f1, "test_f1": result.test_f1,
+            "seconds": result.wall_seconds}
 
 
 def _job_logger(directory: Path) -> logging.Handler:
-    handler = logging.FileHandler(directory / "log.txt")
+    handler = logging.FileHandler(directory / LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger("harness")
     root.addHandler(handler)

@@ -12,12 +12,13 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
+from harness import identity
 from harness.config import (
     DataConfig,
     MethodConfig,
-    config_hash,
+    check_method,
     factors_of,
     from_mapping,
     nest,
@@ -76,23 +77,20 @@ class JobSpec:
     data: DataConfig
     teacher_seed: int = 0
     phase: Literal["replicate", "tune"] = "replicate"
+    bundle_key: str = ""  # content key of its shared stages (harness.identity.bundle_key); "" = not yet known
 
     @property
     def job_id(self) -> str:
-        """Stable across runs and machines: a hash of the resolved config, data identity and seeds."""
-        return config_hash(self.config, data_identity(self.data), self.seed, self.teacher_seed)
+        """Stable across runs and machines: see harness.identity.job_id."""
+        return identity.job_id(self.config, self.seed, self.bundle_key)
+
+    @property
+    def config_key(self) -> str:
+        return identity.config_key(self.config)
 
     @property
     def factors(self) -> dict[str, str]:
         return factors_of(self.config)
-
-
-def data_identity(data: DataConfig) -> DataConfig:
-    """The part of a DataConfig that decides the data: a generated corpus is named by size and seed,
-    wherever its cache lies, so moving the cache does not change job ids."""
-    if data.kind == "synthetic":
-        return dataclasses.replace(data, root=None)
-    return data
 
 
 @dataclass(frozen=True)
@@ -105,11 +103,24 @@ class ResolvedStudy:
     data: DataConfig
     seeds: tuple[int, ...]
     method_overrides: Mapping[str, Any]
+    override_texts: tuple[str, ...] = ()  # every --set as given (for the record and the report header)
+    overrides_key: str = ""  # digest of the parsed overrides; "" when there are none
+    generated_data: bool = False  # the synthetic corpus lives in the cache (not a folder the user gave)
 
     @property
     def run_name(self) -> str:
-        """runs/<study> for the paper protocol, runs/<study>-<profile> for the others."""
-        return self.spec.name if self.profile == "paper" else f"{self.spec.name}-{self.profile}"
+        """<study>-<profile>, plus a short digest of the overrides when there are any."""
+        name = f"{self.spec.name}-{self.profile}"
+        return f"{name}-{self.overrides_key[:6]}" if self.overrides_key else name
+
+    @property
+    def data_identity(self) -> str:
+        """The part of the data's resolution that a run directory keeps: a generated corpus by size and
+        seed (wherever the cache lies), DESED by its folder."""
+        if self.generated_data:
+            return f"synthetic:{self.data.synth_size}:{self.data.synth_seed}"
+        return f"{self.data.kind}:{self.data.root}"
+
 
 
 def resolve(
@@ -118,6 +129,7 @@ def resolve(
     cache_dir: Path,
     overrides: tuple[dict[str, Any], dict[str, Any], tuple[int, ...] | None] = ({}, {}, None),
     data_root: str | None = None,
+    override_texts: tuple[str, ...] = (),
 ) -> ResolvedStudy:
     """Apply a profile and the command line's overrides to a study.
 
@@ -139,10 +151,20 @@ def resolve(
     _deep_merge(data_table, data_set)
     if data_root is not None:
         data_table["root"] = data_root
-    data = _resolve_data(from_mapping(DataConfig, data_table, where), cache_dir, spec, profile)
+    data = from_mapping(DataConfig, data_table, where)
+    generated = data.kind == "synthetic" and data.root is None
+    data = _resolve_data(data, cache_dir, spec, profile)
     seeds = seeds_set or _profile_seeds(spec, profile, builtin, mine, where)
+    check_method(base, where)
+    # Run-only settings (device, evaluator, ...) change no number: they never make a study another one.
+    # The data's folder is compared on its own (see harness.study.rundir), whichever flag gave it.
+    numbered = identity.without_run_only(method_set)
+    data_numbered = {k: v for k, v in data_set.items() if k != "root"}
+    has_overrides = bool(numbered or data_numbered or seeds_set)
+    key = identity.digest(numbered, data_numbered, list(seeds_set or ())) if has_overrides else ""
     return ResolvedStudy(spec=spec, profile=profile, base=base, data=data, seeds=seeds,
-                         method_overrides=method_set)
+                         method_overrides=method_set, override_texts=tuple(override_texts), overrides_key=key,
+                         generated_data=generated)
 
 
 def _profile_seeds(spec: StudySpec, profile: str, builtin: Mapping[str, Any], mine: Mapping[str, Any],
@@ -158,6 +180,10 @@ def _profile_seeds(spec: StudySpec, profile: str, builtin: Mapping[str, Any], mi
 
 def _resolve_data(data: DataConfig, cache_dir: Path, spec: StudySpec, profile: str) -> DataConfig:
     if data.kind == "synthetic":
+        if data.root is not None and not Path(data.root).is_dir():
+            raise ConfigError(f"{spec.path} (profile {profile}): data root {data.root} does not exist; the "
+                              f"{profile} profile generates its corpus inside the cache: drop --data, or give an "
+                              "existing folder (empty, or holding a synthetic corpus)")
         root = data.root or str(Path(cache_dir) / "corpora" / f"synth-{data.synth_size}-{data.synth_seed}")
         return dataclasses.replace(data, root=str(Path(root).absolute()))
     root = data.root or os.environ.get(DESED_ROOT_ENV)
@@ -183,19 +209,30 @@ def variant_config(study: ResolvedStudy, variant: Variant, lambdas: tuple[float,
         config = dataclasses.replace(config, loss=dataclasses.replace(
             config.loss, lambda1=lambdas[0], lambda2=lambdas[1]))
     # --set wins over everything the file says, a variant's own `set` included.
-    return from_mapping(MethodConfig, study.method_overrides, "--set", config)
+    config = from_mapping(MethodConfig, study.method_overrides, "--set", config)
+    check_method(config, where)
+    return config
 
 
-def expand(study: ResolvedStudy, lambdas: Mapping[str, tuple[float, float]] | None = None) -> list[JobSpec]:
-    """Variants x seeds -> replicate jobs, in file order (variant-major)."""
+BundleKeys = Callable[[MethodConfig], str]  # a config -> the content key of its shared stages
+
+
+def expand(study: ResolvedStudy, lambdas: Mapping[str, tuple[float, float]] | None = None,
+           keys: BundleKeys | None = None) -> list[JobSpec]:
+    """Variants x seeds -> replicate jobs, in file order (variant-major).
+
+    `keys` gives each job its bundle key (harness.study.stages.StageKeys); without it the jobs' bundle key
+    is "" (enough to look at a plan, not to run it: `run_job` refuses a job whose key is not its bundle's).
+    """
     jobs = []
     for variant in study.spec.variants:
         config = variant_config(study, variant, (lambdas or {}).get(variant.name))
-        jobs.extend(_job(study, variant.name, config, seed, "replicate") for seed in study.seeds)
+        key = keys(config) if keys is not None else ""
+        jobs.extend(_job(study, variant.name, config, seed, "replicate", key) for seed in study.seeds)
     return jobs
 
 
-def expand_tuning(study: ResolvedStudy) -> list[JobSpec]:
+def expand_tuning(study: ResolvedStudy, keys: BundleKeys | None = None) -> list[JobSpec]:
     """The [tune] stage: every variant x lambda1 x lambda2 x tuning seed (1000, 1001, ...)."""
     tune = study.spec.tune
     if tune is None:
@@ -205,16 +242,12 @@ def expand_tuning(study: ResolvedStudy) -> list[JobSpec]:
         for l1 in tune.lambda1:
             for l2 in tune.lambda2:
                 config = variant_config(study, variant, (l1, l2))
-                jobs.extend(_job(study, variant.name, config, 1000 + k, "tune") for k in range(tune.seeds))
+                key = keys(config) if keys is not None else ""
+                jobs.extend(_job(study, variant.name, config, 1000 + k, "tune", key) for k in range(tune.seeds))
     return jobs
 
 
-def _job(study: ResolvedStudy, variant: str, config: MethodConfig, seed: int, phase: str) -> JobSpec:
+def _job(study: ResolvedStudy, variant: str, config: MethodConfig, seed: int, phase: str, key: str) -> JobSpec:
     return JobSpec(study=study.spec.name, variant=variant, seed=seed, profile=study.profile, config=config,
-                   data=study.data, teacher_seed=study.spec.teacher_seed, phase=phase)  # type: ignore[arg-type]
-
-
-def shared_stage_key(job: JobSpec) -> str:
-    """Jobs with the same key share features, teacher and pseudolabels."""
-    c = job.config
-    return config_hash(data_identity(job.data), c.features, c.teacher, job.teacher_seed)
+                   data=study.data, teacher_seed=study.spec.teacher_seed, phase=phase,  # type: ignore[arg-type]
+                   bundle_key=key)

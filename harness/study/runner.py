@@ -11,9 +11,8 @@ a crash or kill -9 only the jobs that were running are lost.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
+import re
 import statistics
 import time
 from contextlib import contextmanager
@@ -22,14 +21,30 @@ from pathlib import Path
 from typing import Callable, Iterator, Literal
 
 from harness.errors import ConfigError, HarnessError
+from harness.records import (
+    read_json,
+    Budget,
+    ComparisonInfo,
+    Failure,
+    RecordError,
+    ReferenceRow,
+    Result,
+    StudyRecord,
+    TableInfo,
+    TuningChoice,
+    VariantInfo,
+    read_record,
+    write_json,
+    write_record,
+)
 from harness.study import job as jobmod
 from harness.study import workers
-from harness.study.environment import environment
+from harness.study.environment import environment, git_commit
 from harness.study.lock import StudyLock, is_locked
-from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning, shared_stage_key
+from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.progress import Progress
-from harness.bundle import Bundle
-from harness.study.stages import prepare
+from harness.study.rundir import STUDY, check_same_study, read_study_record, resolution_of
+from harness.study.stages import DataState, StageKeys, prepare, read_data, teacher_scores
 from harness.study.table import read_results, write_tables
 
 log = logging.getLogger("harness.runner")
@@ -47,6 +62,7 @@ class RunOptions:
     scheduler: str | None = None  # Dask scheduler address, e.g. tcp://127.0.0.1:8786
     dask_resources: str | None = None  # e.g. "GPU=1": each job needs that Dask worker resource
     jobs_per_gpu: int = 1  # with CUDA, how many jobs share one GPU
+    name: str | None = None  # the run directory's name under runs_dir; None = the study's run_name
     rerun_failed: bool = False  # run jobs that failed before again
     force: bool = False  # run every job again, finished ones included
 
@@ -62,21 +78,36 @@ class RunOutcome:
     failed: list[tuple[JobSpec, Path]] = field(default_factory=list)
 
 
+_RUN_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
 def run_dir_of(study: ResolvedStudy, options: RunOptions) -> Path:
-    return Path(options.runs_dir) / study.run_name
+    """runs/<name>: --name, or the study's default run name (study, profile, digest of the overrides)."""
+    name = options.name or study.run_name
+    if not _RUN_NAME.fullmatch(name) or name.startswith("."):
+        raise ConfigError(f"--name {name!r}: a run name is one folder under --runs: letters, digits, '_', '-', "
+                          "'+' and '.', not starting with '.'")
+    return Path(options.runs_dir) / name
 
 
-def job_dir(run_dir: Path, job: JobSpec) -> Path:
-    return run_dir / "jobs" / job.job_id
+def job_dir(run_dir: Path, job: JobSpec | str) -> Path:
+    return run_dir / "jobs" / (job if isinstance(job, str) else job.job_id)
 
 
-def status_of(run_dir: Path, job: JobSpec) -> str:
-    """done | failed | running | interrupted | pending."""
+def status_of(run_dir: Path, job: JobSpec | str) -> str:
+    """done | failed | running | interrupted | damaged | pending.
+
+    "done" only for a result.json that reads as a whole, valid Result; "damaged" (an unreadable result or
+    error record) runs again like "pending".
+    """
     directory = job_dir(run_dir, job)
-    if (directory / jobmod.RESULT).exists():
-        return "done"
-    if (directory / jobmod.ERROR).exists():
-        return "failed"
+    for name, record, state in ((jobmod.RESULT, Result, "done"), (jobmod.ERROR, Failure, "failed")):
+        if (directory / name).exists():
+            try:
+                read_record(directory / name, record)
+            except RecordError:
+                return "damaged"
+            return state
     if (directory / jobmod.STARTED).exists():
         return "running" if is_locked(run_dir) else "interrupted"
     return "pending"
@@ -87,14 +118,20 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
 
     Raises:
         StudyLocked: another run of the same study is in progress.
+        ConfigError: the run directory holds another resolution of the study, or the backend is unusable.
     """
     run_dir = run_dir_of(study, options)
+    check_same_study(run_dir, study)
+    _check_backend(options)
     with StudyLock(run_dir):
-        jobmod.write_json(run_dir / "environment.json", environment())
-        lambdas = _tuning_stage(study, options, run_dir, echo)
-        jobs = expand(study, lambdas)
-        bundles = _shared_stages(jobs, options, echo)
-        _write_study(study, run_dir, jobs, bundles)
+        write_json(run_dir / "environment.json", environment())
+        data = read_data(study.data, options.cache_dir, _parallel(options))
+        keys = StageKeys(data, study.spec.teacher_seed)
+        tune_jobs = expand_tuning(study, keys)
+        lambdas = _tuning_stage(study, tune_jobs, options, run_dir, echo, data)
+        jobs = expand(study, lambdas, keys)
+        bundles = _shared_stages(jobs, options, echo, data)
+        _write_study(study, run_dir, jobs, tune_jobs, bundles, data)
         try:
             outcome = _run_jobs(jobs, bundles, options, run_dir, echo, label="jobs")
         finally:  # after Ctrl-C too: the tables show every job that finished
@@ -102,17 +139,24 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
     return outcome
 
 
-def _shared_stages(jobs: list[JobSpec], options: RunOptions, echo) -> dict[str, Path]:
-    """Features, teacher and pseudolabels: once per distinct stage key, before any job starts."""
+def _check_backend(options: RunOptions) -> None:
+    """A Dask scheduler is reached now, before any stage runs, not after the teacher is trained."""
+    if options.backend != "dask":
+        return
+    with _dask_backend(options):
+        pass
+
+
+def _shared_stages(jobs: list[JobSpec], options: RunOptions, echo, data: DataState) -> dict[str, Path]:
+    """Features, teacher and pseudolabels: once per distinct bundle key, before any job starts."""
     bundles: dict[str, Path] = {}
     for job in jobs:
-        key = shared_stage_key(job)
-        if key not in bundles:
-            echo(f"shared stages for {job.variant} ({key}): data, features, teacher ...")
-            bundles[key] = prepare(job, options.cache_dir, jobs=_parallel(options))
-            teacher = Bundle.open(bundles[key]).manifest["teacher"]
+        if job.bundle_key not in bundles:
+            echo(f"shared stages for {job.variant} (bundle {job.bundle_key}): data, features, teacher ...")
+            bundles[job.bundle_key] = prepare(job, options.cache_dir, jobs=_parallel(options), data=data)
+            teacher = teacher_scores(bundles[job.bundle_key], job.config)
             echo(f"  teacher: validation F1 {teacher['validation']['event_f1']:.1f} %, "
-                 f"test F1 {teacher['test']['event_f1']:.1f} % (bundle {bundles[key]})")
+                 f"test F1 {teacher['test']['event_f1']:.1f} % (bundle {bundles[job.bundle_key]})")
     return bundles
 
 
@@ -127,8 +171,12 @@ def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions
     pending.sort(key=lambda j: (j.seed, jobs.index(j)))  # seed-major: an interrupted study stays balanced
     for job in pending:
         directory = job_dir(run_dir, job)
-        directory.mkdir(parents=True, exist_ok=True)
-        jobmod.write_json(directory / "job.json", jobmod.job_record(job))
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise HarnessError(f"{directory}: cannot create the job directory ({e.strerror or e}); check that "
+                               f"{run_dir} is writable") from e
+        write_record(directory / "job.json", jobmod.job_record(job))
     if not pending:
         return outcome
     parallel = _parallel(options)
@@ -219,10 +267,10 @@ def _after_worker_death(death: BaseException, remaining: list[JobSpec], since: f
 def _summary_on_disk(job: JobSpec, run_dir: Path) -> dict:
     """The progress summary of a job from what it left on disk."""
     directory = job_dir(run_dir, job)
-    if (directory / jobmod.RESULT).exists():
-        return jobmod.ok_summary(json.loads((directory / jobmod.RESULT).read_text()))
-    error = json.loads((directory / jobmod.ERROR).read_text())
-    return {"job_id": job.job_id, "status": "failed", "message": f"{error['error']}: {error['message']}",
+    if status_of(run_dir, job) == "done":
+        return jobmod.ok_summary(read_record(directory / jobmod.RESULT, Result))
+    error = read_record(directory / jobmod.ERROR, Failure)
+    return {"job_id": job.job_id, "status": "failed", "message": f"{error.error}: {error.message}",
             "seconds": 0.0}
 
 
@@ -232,8 +280,8 @@ def _started_since(run_dir: Path, job: JobSpec, since: float) -> bool:
     if (directory / jobmod.RESULT).exists() or (directory / jobmod.ERROR).exists():
         return False
     try:
-        return json.loads((directory / jobmod.STARTED).read_text())["time"] >= since
-    except (OSError, ValueError, KeyError):
+        return read_json(directory / jobmod.STARTED)["time"] >= since
+    except (RecordError, KeyError, TypeError):
         return False
 
 
@@ -242,9 +290,9 @@ def _record_killed(job: JobSpec, run_dir: Path, death: BaseException) -> dict:
     message = (f"the worker process running this job died twice, the second time with no other job running "
                f"({_first_line(death)}). This is most often the out-of-memory killer (see `dmesg`): give the job "
                "less to hold (student.hidden, fewer --jobs on the machine) and run again with --rerun-failed.")
-    jobmod.write_json(job_dir(run_dir, job) / jobmod.ERROR, {"status": "failed", "job_id": job.job_id,
-                                                              "error": "WorkerDied", "message": message,
-                                                              "traceback": ""})
+    directory = job_dir(run_dir, job)
+    write_record(directory / jobmod.ERROR, Failure(job_id=job.job_id, error="WorkerDied", message=message,
+                                                   log=str(directory / jobmod.LOG)))
     log.error("job %s (%s seed %d): %s", job.job_id, job.variant, job.seed, message)
     return {"job_id": job.job_id, "status": "failed", "message": f"WorkerDied: {message}", "seconds": 0.0}
 
@@ -259,7 +307,7 @@ def _needs_run(status: str, options: RunOptions) -> bool:
         return True
     if status == "failed":
         return options.rerun_failed
-    return status != "done"
+    return status != "done"  # damaged results run again
 
 
 def _parallel(options: RunOptions) -> int:
@@ -276,7 +324,7 @@ def _backend_map(pending: list[JobSpec], bundles: dict[str, Path], options: RunO
                  ) -> Iterator[dict]:
     """Run `execute` on every pending job; yield each summary as its job finishes."""
     threads = _threads(options)
-    args = [(j, str(bundles[shared_stage_key(j)]), str(job_dir(run_dir, j)), threads, options.jobs_per_gpu)
+    args = [(j, str(bundles[j.bundle_key]), str(job_dir(run_dir, j)), threads, options.jobs_per_gpu)
             for j in pending]
     if options.backend == "inprocess":
         for a in args:
@@ -304,9 +352,10 @@ def _dask_backend(options: RunOptions):
     except ImportError as e:
         raise ConfigError("--backend dask needs dask and distributed: pip install 'harness[dask]'") from e
     try:
-        client = Client(options.scheduler, timeout=30)
-    except OSError as e:
-        raise HarnessError(f"cannot reach the Dask scheduler at {options.scheduler}: {e}") from e
+        client = Client(options.scheduler, timeout=10)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ConfigError(f"--scheduler {options.scheduler}: cannot reach the Dask scheduler ({e}); start it "
+                          "(`dask scheduler`) or fix the address, then run again") from e
     annotations = {"resources": _resources(options.dask_resources)} if options.dask_resources else {}
     try:
         with dask.annotate(**annotations), joblib.parallel_config(backend="dask"):
@@ -330,12 +379,12 @@ def _resources(text: str) -> dict[str, float]:
 # --------------------------------------------------------------------------- tuning
 
 
-def _tuning_stage(study: ResolvedStudy, options: RunOptions, run_dir: Path, echo) -> dict | None:
+def _tuning_stage(study: ResolvedStudy, tune_jobs: list[JobSpec], options: RunOptions, run_dir: Path, echo,
+                  data: DataState) -> dict | None:
     """The [tune] stage: run the lambda grid, pick per variant the pair with the best mean val F1."""
-    tune_jobs = expand_tuning(study)
     if not tune_jobs:
         return None
-    bundles = _shared_stages(tune_jobs, options, echo)
+    bundles = _shared_stages(tune_jobs, options, echo, data)
     outcome = _run_jobs(tune_jobs, bundles, options, run_dir, echo, label="tuning")
     if outcome.failed:
         echo(f"tuning: {len(outcome.failed)} jobs failed; choosing among the points that finished")
@@ -345,21 +394,30 @@ def _tuning_stage(study: ResolvedStudy, options: RunOptions, run_dir: Path, echo
     if missing:
         raise HarnessError(f"tuning: no finished tuning job for {', '.join(missing)}; see the logs under "
                            f"{run_dir / 'jobs'} and run again with --rerun-failed")
-    jobmod.write_json(run_dir / "tuning.json", {v: {"lambda1": l1, "lambda2": l2} for v, (l1, l2) in chosen.items()})
+    write_record(run_dir / "tuning.json", TuningChoice(chosen=chosen))
     _write_tuning_table(run_dir, records)
     for variant, (l1, l2) in chosen.items():
         echo(f"tuning: {variant}: lambda1 = {l1}, lambda2 = {l2}")
     return chosen
 
 
-def choose_lambdas(records: list[dict]) -> dict[str, tuple[float, float]]:
+def read_tuning(run_dir: Path) -> dict[str, tuple[float, float]] | None:
+    """The lambdas the [tune] stage chose, or None before it has run."""
+    path = Path(run_dir) / "tuning.json"
+    if not path.exists():
+        return None
+    return {v: (float(p[0]), float(p[1])) for v, p in read_record(path, TuningChoice).chosen.items()}
+
+
+def choose_lambdas(records: list[Result]) -> dict[str, tuple[float, float]]:
     """Per variant, the (lambda1, lambda2) with the highest mean validation F1 over tuning seeds.
 
     Ties go to the pair met first in (lambda1, lambda2) order, so the choice is deterministic.
     """
     means: dict[str, dict[tuple[float, float], list[float]]] = {}
     for r in records:
-        means.setdefault(r["variant"], {}).setdefault((r["lambda1"], r["lambda2"]), []).append(r["val_f1"])
+        if r.val_f1 is not None:
+            means.setdefault(r.variant, {}).setdefault((r.lambda1, r.lambda2), []).append(r.val_f1)
     chosen = {}
     for variant, points in means.items():
         best = max(sorted(points), key=lambda p: statistics.fmean(points[p]))
@@ -367,11 +425,11 @@ def choose_lambdas(records: list[dict]) -> dict[str, tuple[float, float]]:
     return chosen
 
 
-def _write_tuning_table(run_dir: Path, records: list[dict]) -> None:
+def _write_tuning_table(run_dir: Path, records: list[Result]) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame([{k: r[k] for k in ("variant", "lambda1", "lambda2", "seed", "val_f1", "test_f1")}
-                          for r in records])
+    frame = pd.DataFrame([{"variant": r.variant, "lambda1": r.lambda1, "lambda2": r.lambda2, "seed": r.seed,
+                           "val_f1": r.val_f1, "test_f1": r.test_f1} for r in records])
     summary = frame.groupby(["variant", "lambda1", "lambda2"], sort=True)["val_f1"].agg(["count", "mean", "std"])
     summary.reset_index().to_csv(run_dir / "tuning.csv", index=False, float_format="%.4f")
 
@@ -379,35 +437,37 @@ def _write_tuning_table(run_dir: Path, records: list[dict]) -> None:
 # --------------------------------------------------------------------------- study.json
 
 
-def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], bundles: dict[str, Path]) -> None:
-    """study.json: what the report needs (tables, variants, comparisons, teacher F1) and the current job ids."""
+def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_jobs: list[JobSpec],
+                 bundles: dict[str, Path], data: DataState) -> None:
+    """study.json: the resolution, what the report needs (tables, variants, comparisons, teacher F1), job ids."""
     spec = study.spec
     teacher_rows = []
     for key, root in bundles.items():
-        t = Bundle.open(root).manifest["teacher"]
+        config = next(j.config for j in jobs if j.bundle_key == key)
+        t = teacher_scores(root, config)
         name = "Teacher (ours)" if len(bundles) == 1 else f"Teacher ({key})"
-        teacher_rows.append({"name": name, "val_f1": round(t["validation"]["event_f1"], 4),
-                             "test_f1": round(t["test"]["event_f1"], 4)})
-    data = {
-        "name": spec.name,
-        "run_name": study.run_name,
-        "description": spec.description,
-        "profile": study.profile,
-        "file": str(spec.path),
-        "generation_epochs": study.base.curriculum.generation_epochs,
-        "tables": [{"name": t.name, "caption": t.caption, "variants": list(t.variants)} for t in spec.tables],
-        "variants": [{"name": v.name, "factors": dict(jobs[[j.variant for j in jobs].index(v.name)].factors)}
-                     for v in spec.variants],
-        "comparisons": [{"label": c.label, "a": c.a, "b": c.b} for c in spec.comparisons],
-        "reference_rows": teacher_rows,
-        "seeds": list(study.seeds),
-        "jobs": [j.job_id for j in jobs],
-    }
-    jobmod.write_json(run_dir / "study.json", data)
+        teacher_rows.append(ReferenceRow(name=name, val_f1=round(t["validation"]["event_f1"], 4),
+                                         test_f1=round(t["test"]["event_f1"], 4)))
+    base = study.base
+    factors = {j.variant: j.factors for j in jobs}
+    record = StudyRecord(
+        name=spec.name, run_name=run_dir.name, description=spec.description,
+        resolution=resolution_of(study, data.key),
+        budget=Budget(steps=base.train.steps, hidden=base.student.hidden, layers=base.student.layers,
+                      teacher_models=base.teacher.n_models, teacher_channels=base.teacher.channels,
+                      teacher_source=base.teacher.source),
+        generation_epochs=base.curriculum.generation_epochs,
+        tables=tuple(TableInfo(t.name, t.caption, tuple(t.variants)) for t in spec.tables),
+        variants=tuple(VariantInfo(v.name, factors[v.name]) for v in spec.variants),
+        comparisons=tuple(ComparisonInfo(c.label, c.a, c.b) for c in spec.comparisons),
+        reference_rows=tuple(teacher_rows), seeds=tuple(study.seeds), jobs=tuple(j.job_id for j in jobs),
+        tune_jobs=tuple(j.job_id for j in tune_jobs), git_commit=git_commit(),
+    )
+    write_record(run_dir / STUDY, record)
 
 
 def rebuild_tables(run_dir: Path) -> tuple[Path, Path]:
     """Rebuild results.csv and results_per_class.csv from the job results of the study's current plan."""
-    meta = json.loads((Path(run_dir) / "study.json").read_text())
-    records = read_results(Path(run_dir) / "jobs", set(meta["jobs"]))
-    return write_tables(Path(run_dir), records, [v["name"] for v in meta["variants"]])
+    record = read_study_record(run_dir)
+    records = read_results(Path(run_dir) / "jobs", set(record.jobs))
+    return write_tables(Path(run_dir), records, [v.name for v in record.variants])

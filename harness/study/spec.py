@@ -9,6 +9,7 @@ See ablations/table2.toml for an annotated example.
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from harness.config import (
     with_factors,
 )
 from harness.errors import ConfigError
+
+_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 # Short names of factor levels, as in the paper's variant names (EF+SW+EM+CS).
 ABBREVIATIONS: dict[str, dict[str, str]] = {
@@ -58,6 +61,7 @@ class Comparison:
     label: str
     a: str
     b: str
+    rope: float | None = None  # half-width of the region of practical equivalence, F1 points (None: default)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class StudySpec:
     tables: tuple[Table, ...]
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     tune: Tune | None = None
+    paired: bool = False  # variants share seeds: seed s of every variant is paired with seed s of the others
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -134,13 +139,13 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
     where = str(path)
     _reject_unknown(raw, TOP_LEVEL_KEYS, where)
     head = _table(raw.get("study", {}), f"{where}: [study]")
-    _reject_unknown(head, ("name", "description", "seeds", "teacher_seed"), f"{where}: [study]")
+    _reject_unknown(head, ("name", "description", "seeds", "teacher_seed", "paired"), f"{where}: [study]")
     for key in ("seeds", "teacher_seed"):  # accepted at the top of the file or inside [study]
         if key in raw and key in head:
             raise ConfigError(f"{where}: {key!r} is given twice (top level and [study]); keep one")
         if key in raw:
             head[key] = raw[key]
-    name = head.get("name") or path.stem
+    name = _study_name(head.get("name") or path.stem, where)
     base = _table(raw.get("base", {}), f"{where}: [base]")
     from_mapping(MethodConfig, base, f"{where}: base")  # validate now, apply later
     data = _table(raw.get("data", {}), f"{where}: [data]")
@@ -167,10 +172,20 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
         tables=tables,
         profiles=profiles,
         tune=_tune(raw["tune"], f"{where}: [tune]") if "tune" in raw else None,
+        paired=_paired(head.get("paired", False), f"{where}: [study] paired"),
     )
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def _study_name(value: Any, where: str) -> str:
+    """A study name becomes a folder under --runs and --reports: it must stay inside them."""
+    name = str(value)
+    if not _NAME.fullmatch(name) or name.startswith("."):
+        raise ConfigError(f"{where}: [study] name {name!r} must be letters, digits, '_', '-', '+' or '.', not "
+                          "starting with '.' (it names the folder runs/<name>-<profile>); e.g. name = \"table2\"")
+    return name
 
 
 def _reject_unknown(data: Mapping[str, Any], valid: tuple[str, ...], where: str) -> None:
@@ -265,14 +280,33 @@ def _overrides(value: Any, where: str) -> tuple[tuple[str, Any], ...]:
 def _comparison(value: Any, index: int, names: list[str], where: str) -> Comparison:
     here = f"{where}: comparison[{index}]"
     entry = _table(value, here)
-    _reject_unknown(entry, ("label", "a", "b"), here)
+    _reject_unknown(entry, ("label", "a", "b", "rope"), here)
     for side in ("a", "b"):
         if side not in entry:
             raise ConfigError(f"{here}: missing key {side!r} (the name of a variant)")
         if entry[side] not in names:
             raise ConfigError(f"{here}.{side}: unknown variant {entry[side]!r}; variants: {', '.join(names)}")
+    if entry["a"] == entry["b"]:
+        raise ConfigError(f"{here}: compares variant {entry['a']!r} with itself; name two different variants "
+                          "in a and b")
     label = entry.get("label") or f"{entry['a']} vs {entry['b']}"
-    return Comparison(label=str(label), a=entry["a"], b=entry["b"])
+    rope = _rope(entry["rope"], f"{here}.rope") if "rope" in entry else None
+    return Comparison(label=str(label), a=entry["a"], b=entry["b"], rope=rope)
+
+
+def _rope(value: Any, where: str) -> float:
+    """A comparison's ROPE: the half-width, in F1 points, of the differences that count as equivalent."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ConfigError(f"{where}: expected a number of F1 points >= 0 (e.g. rope = 0.5: differences within "
+                          f"+-0.5 points are practically equivalent), got {value!r}")
+    return float(value)
+
+
+def _paired(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false (true: every variant runs the same seeds, so seed s "
+                          f"of a is compared with seed s of b), got {value!r}")
+    return value
 
 
 def _table_spec(value: Any, index: int, names: list[str], where: str) -> Table:

@@ -1,14 +1,16 @@
-"""Shared stages: dataset -> features -> teacher -> pseudolabels, run once and cached by content hash.
+"""Shared stages: dataset -> features -> teacher -> pseudolabels, run once and cached by content key.
 
-The result of the stages is a *bundle*: a directory `<cache>/stages/<key>/` of memory-mappable arrays and a
-`manifest.json` written last (its presence marks the bundle complete). Jobs get only the bundle's path, so
-the same bundle serves local processes and Dask workers that share the file system, and every job maps the
-same feature files instead of holding its own copy.
+`read_data` reads the data as it is on disk now and gives it its identity (TSV bytes and audio digests;
+harness.identity.data_key). `StageKeys` turns a config into its bundle's key without running anything, so
+a plan knows every job id before any work. `prepare` returns a verified bundle for a key: reused when
+its checksums hold, repaired when a cached features file was damaged, built otherwise. Jobs get only the
+bundle's path, so the same bundle serves local processes and Dask workers that share the file system.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -17,19 +19,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from harness.config import MethodConfig, config_hash, to_dict
-from harness.constants import CLASSES, FRAME_HOP_SECONDS, SUBSETS
-from harness.data.desed import Subset, load_dataset
+from harness import identity
+from harness.bundle import MANIFEST, Bundle, CacheCorrupt
+from harness.config import DataConfig, MethodConfig, to_dict
+from harness.constants import CLASSES, SUBSETS
+from harness.data.desed import Subset, audio_duration, load_dataset
 from harness.data.encoder import LabelEncoder
 from harness.data.synth import ensure_corpus
-from harness.evaluation.metrics import event_based, segment_based
-from harness.evaluation.postprocess import event_length_frames, median_windows, postprocess
-from harness.features.cache import FeatureSet, extract, normalization
-from harness.bundle import Bundle
-from harness.study.plan import JobSpec, data_identity
+from harness.errors import DataError
+from harness.evaluation.postprocess import event_length_frames
+from harness.features.cache import DIGEST_INDEX, FeatureSet, content_digests, extract, normalization
+from harness.records import (
+    ArrayEntry,
+    BundleManifest,
+    RecordError,
+    TeacherInfo,
+    file_checksum,
+    read_json,
+    write_json,
+    write_record,
+)
+from harness.study.plan import JobSpec
 from harness.teacher.cnn import predict_ensemble, train_ensemble
 from harness.teacher.predictions import load_predictions
 
@@ -37,65 +49,186 @@ log = logging.getLogger("harness.stages")
 
 TRAIN_SUBSETS = ("synthetic", "weak", "unlabeled")
 EVAL_SUBSETS = ("validation", "test")
+TEACHER_SUBSETS = ("unlabeled", *EVAL_SUBSETS)
+STRONG_SUBSETS = ("synthetic", *EVAL_SUBSETS)
 
 
-# --------------------------------------------------------------------------- building
+# --------------------------------------------------------------------------- the data and its identity
 
 
-def stage_root(cache_dir: Path, job: JobSpec, feature_keys: dict[str, str], label_digest: str) -> Path:
-    c = job.config
-    key = config_hash(data_identity(job.data), c.features, c.teacher, c.postprocess, c.eval, job.teacher_seed,
-                      feature_keys, label_digest)
-    return Path(cache_dir) / "stages" / key
+@dataclass(frozen=True)
+class DataState:
+    """The data as read now: every subset, each clip's audio digest, and the data's content key."""
+
+    config: DataConfig
+    subsets: dict[str, Subset]
+    clip_digests: dict[str, tuple[tuple[str, str], ...]]  # subset -> (clip id, audio digest) in row order
+    key: str
 
 
-def prepare(job: JobSpec, cache_dir: Path, jobs: int = 2) -> Path:
-    """Run (or reuse) the shared stages a job needs; returns the bundle directory.
+def read_data(data: DataConfig, cache_dir: Path, jobs: int = 2) -> DataState:
+    """Read every subset, hash what changed since last time, and key the data by its content.
 
-    Any job of the study can be passed: only its data, features, teacher and evaluation settings count.
+    Audio digests are kept in `<cache>/features/audio-digests.json` against each file's (size, mtime), so
+    an unchanged file is not read again; a new, rewritten or touched one is hashed.
+
+    Raises:
+        DataError: a missing or malformed TSV, a missing audio file (see data.skip_missing).
     """
-    cache_dir = Path(cache_dir)
-    data = job.data
     if data.kind == "synthetic":
         ensure_corpus(Path(data.root), data.synth_size, data.synth_seed)
     subsets = load_dataset(data, Path(data.root))
+    index = Path(cache_dir) / "features" / DIGEST_INDEX
+    index.parent.mkdir(parents=True, exist_ok=True)
+    digests = {}
+    for name, subset in subsets.items():
+        found = content_digests([c.path for c in subset.clips], index, jobs)
+        digests[name] = tuple(zip(subset.clip_ids, found))
+    key = identity.data_key({n: (_tsv_digest(s), digests[n]) for n, s in subsets.items()})
+    return DataState(config=data, subsets=subsets, clip_digests=digests, key=key)
+
+
+def _tsv_digest(subset: Subset) -> str:
+    try:
+        return hashlib.sha256(subset.tsv.read_bytes()).hexdigest()[:32]
+    except OSError as e:
+        raise DataError(f"{subset.tsv}: cannot read the metadata TSV ({e})") from e
+
+
+class StageKeys:
+    """Bundle keys of configs over one DataState; each teacher predictions file is read and checked once."""
+
+    def __init__(self, data: DataState, teacher_seed: int) -> None:
+        self.data, self.teacher_seed = data, teacher_seed
+        self._files: dict[tuple[str, int], str] = {}
+
+    def teacher(self, config: MethodConfig) -> str:
+        sha = None
+        if config.teacher.source == "file":
+            sha = self._predictions_sha(Path(config.teacher.predictions), config.features.n_frames)
+        return identity.teacher_key(config.teacher, config.features, self.teacher_seed, self.data.key, sha)
+
+    def __call__(self, config: MethodConfig) -> str:
+        return identity.bundle_key(self.data.key, config.features, self.teacher(config))
+
+    def _predictions_sha(self, path: Path, n_frames: int) -> str:
+        """sha256 of a teacher file, checked in full against the clips it must cover (before any work)."""
+        cache_key = (str(path.absolute()), n_frames)
+        if cache_key not in self._files:
+            needed = [c for n in TEACHER_SUBSETS for c in self.data.subsets[n].clip_ids]
+            load_predictions(path, needed, n_frames=n_frames)  # DataError naming the file and what is wrong
+            with open(path, "rb") as f:
+                self._files[cache_key] = hashlib.file_digest(f, "sha256").hexdigest()
+        return self._files[cache_key]
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def prepare(job: JobSpec, cache_dir: Path, jobs: int = 2, data: DataState | None = None) -> Path:
+    """A verified bundle for `job`'s shared stages (reused, repaired or built); returns its directory.
+
+    Any job of the study can be passed: only its data, features and teacher settings count. Without `data`
+    the data is read here (and its digests checked against the index).
+    """
+    cache_dir = Path(cache_dir)
+    data = data if data is not None else read_data(job.data, cache_dir, jobs)
+    key = StageKeys(data, job.teacher_seed)(job.config)
+    if job.bundle_key and job.bundle_key != key:
+        raise DataError(f"the data or teacher changed while the study was planned (bundle {job.bundle_key} is "
+                        f"now {key}); run the study again")
+    root = cache_dir / "stages" / key
+    if (root / MANIFEST).exists():
+        if _usable(root, job, data, cache_dir, jobs):
+            log.info("shared stages: cache hit %s (checksums verified)", root)
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+    _build(job, data, key, cache_dir, root, jobs)
+    return root
+
+
+def _usable(root: Path, job: JobSpec, data: DataState, cache_dir: Path, jobs: int) -> bool:
+    """Whether a finished bundle can be used; a damaged features file is recomputed in place."""
+    try:
+        Bundle.open(root, verify=True)
+        return True
+    except RecordError as e:
+        log.warning("shared stages: %s; rebuilding the bundle", e)
+        return False
+    except CacheCorrupt as e:
+        log.warning("shared stages: %s; recomputing it", e)
+        if e.part != "features":
+            return False
+    # Features are a pure function of the audio: recomputed, they must give the recorded bytes again.
     fcfg = job.config.features
-    student = {name: _features(subsets[name], fcfg, fcfg.student_mels, cache_dir, jobs) for name in SUBSETS}
-    label_digest = config_hash([[c.clip_id, c.events, sorted(c.weak or [])] for s in subsets.values()
-                                for c in s.clips])
-    root = stage_root(cache_dir, job, {k: v.key for k, v in student.items()}, label_digest)
-    if (root / "manifest.json").exists():
-        log.info("shared stages: cache hit %s", root)
-        return root
+    for name in TRAIN_SUBSETS + EVAL_SUBSETS:
+        _features(data, name, fcfg, fcfg.student_mels, cache_dir, jobs)
+    try:
+        Bundle.open(root, verify=True)
+        return True
+    except (CacheCorrupt, RecordError) as e:
+        log.warning("shared stages: %s after recomputing the features; rebuilding the bundle", e)
+        return False
+
+
+def _build(job: JobSpec, data: DataState, key: str, cache_dir: Path, root: Path, jobs: int) -> None:
+    """Build the bundle in a temporary folder beside `root`, manifest last, then rename it into place."""
+    durations = _check_durations(data)
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        manifest = _build(job, subsets, student, cache_dir, tmp, jobs)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        manifest = _contents(job, data, key, cache_dir, tmp, root, jobs, durations)
+        write_record(tmp / MANIFEST, manifest)
         if root.exists():  # a finished bundle written meanwhile by another process: keep that one
             shutil.rmtree(tmp)
         else:
             os.replace(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
-def _features(subset: Subset, fcfg, n_mels: int, cache_dir: Path, jobs: int) -> FeatureSet:
-    clips = [(c.clip_id, c.path) for c in subset.clips]
-    return extract(clips, fcfg, n_mels, cache_dir, subset.name, jobs=jobs)
+def _check_durations(data: DataState) -> dict[str, list[float]]:
+    """Each strongly labelled clip's audio length, checked against its events; durations of val and test.
+
+    Raises:
+        DataError: a clip whose audio ends before one of its events starts (a truncated or wrong file).
+    """
+    out = {}
+    for name in STRONG_SUBSETS:
+        seconds = []
+        for clip in data.subsets[name].clips:
+            duration = audio_duration(clip.path)
+            # An event that starts after the audio has ended: the file is not the audio that was labelled.
+            # (Events that run a little past a clip's end are common in DESED's annotations, and are kept.)
+            late = [ev for ev in clip.events or () if ev.onset >= duration]
+            if late:
+                raise DataError(
+                    f"{clip.path}: the audio lasts {duration:.2f} s but {data.subsets[name].tsv} labels an event "
+                    f"at {late[0].onset:g}-{late[0].offset:g} s ({late[0].label}); re-download the file or fix its "
+                    f"rows (or remove the clip from the TSV)")
+            seconds.append(round(duration, 6))
+        out[name] = seconds
+    return {n: out[n] for n in EVAL_SUBSETS}
 
 
-def _build(job: JobSpec, subsets: dict[str, Subset], student: dict[str, FeatureSet], cache_dir: Path,
-           out: Path, jobs: int) -> dict:
+def _features(data: DataState, name: str, fcfg, n_mels: int, cache_dir: Path, jobs: int) -> FeatureSet:
+    clips = [(c.clip_id, c.path) for c in data.subsets[name].clips]
+    return extract(clips, fcfg, n_mels, cache_dir, name, jobs=jobs)
+
+
+def _contents(job: JobSpec, data: DataState, key: str, cache_dir: Path, out: Path, root: Path, jobs: int,
+              durations: dict[str, list[float]]) -> BundleManifest:
     config = job.config
-    encoder = LabelEncoder(n_frames=config.features.n_frames, hop_seconds=config.features.hop_seconds)
-    arrays: dict[str, str] = {}
+    fcfg = config.features
+    subsets = data.subsets
+    encoder = LabelEncoder(n_frames=fcfg.n_frames, hop_seconds=fcfg.hop_seconds)
+    student = {n: _features(data, n, fcfg, fcfg.student_mels, cache_dir, jobs) for n in SUBSETS}
+    arrays: dict[str, ArrayEntry] = {}
 
     def save(name: str, value: np.ndarray) -> None:
         np.save(out / f"{name}.npy", value)
-        arrays[name] = f"{name}.npy"
+        arrays[name] = _entry(out / f"{name}.npy", f"{name}.npy")
 
     strong = np.stack([encoder.encode_strong(c.events or ()) for c in subsets["synthetic"].clips]).astype(np.uint8)
     save("synthetic_strong", strong)
@@ -103,56 +236,63 @@ def _build(job: JobSpec, subsets: dict[str, Subset], student: dict[str, FeatureS
     save("weak_weak", np.stack([encoder.encode_weak(c.weak or ()) for c in subsets["weak"].clips]))
     for name in EVAL_SUBSETS:
         subsets[name].reference_events().to_csv(out / f"{name}_reference.tsv", sep="\t", index=False)
+        arrays[f"{name}_reference"] = _entry(out / f"{name}_reference.tsv", f"{name}_reference.tsv")
     synth_events = subsets["synthetic"].reference_events()
-    lengths = {stat: event_length_frames(synth_events, stat, FRAME_HOP_SECONDS).tolist()
+    lengths = {stat: event_length_frames(synth_events, stat, fcfg.hop_seconds).tolist()
                for stat in ("median", "mean")}
     mean, std = normalization([student[n] for n in TRAIN_SUBSETS], cache_dir)
-    teacher_arrays, teacher_scores = _teacher(job, subsets, cache_dir, out, jobs, lengths)
+    teacher_arrays, seconds = _teacher(job, data, cache_dir, jobs)
     for name, value in teacher_arrays.items():
         save(name, value)
-    return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "data": to_dict(data_identity(job.data)),
-        "features_config": to_dict(config.features),
-        "teacher_config": to_dict(config.teacher),
-        "teacher_seed": job.teacher_seed,
-        "features": {k: str(v.path) for k, v in student.items()},
-        "clip_ids": {k: list(v.clip_ids) for k, v in student.items()},
-        "norm_mean": np.asarray(mean).tolist(),
-        "norm_std": np.asarray(std).tolist(),
-        "event_frames": lengths,
-        "arrays": arrays,
-        "teacher": teacher_scores,
-    }
+    return BundleManifest(
+        key=key,
+        version=identity.BUNDLE_VERSION,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        data_digest=data.key,
+        features_config=to_dict(fcfg),
+        teacher_config=to_dict(dataclasses.replace(config.teacher, predictions=None)),
+        teacher_seed=job.teacher_seed,
+        teacher=TeacherInfo(source=config.teacher.source, train_seconds=round(seconds, 1),
+                            key=StageKeys(data, job.teacher_seed).teacher(config)),
+        frame_hop_seconds=fcfg.hop_seconds,
+        n_frames=fcfg.n_frames,
+        clip_ids={k: list(v.clip_ids) for k, v in student.items()},
+        durations=durations,
+        norm_mean=np.asarray(mean, np.float64).tolist(),
+        norm_std=np.asarray(std, np.float64).tolist(),
+        event_frames=lengths,
+        arrays=arrays,
+        # Relative to the bundle's final folder (two levels under the cache), so a moved cache still works.
+        features={k: ArrayEntry(os.path.relpath(v.path, root), v.checksum, v.path.stat().st_size)
+                  for k, v in student.items()},
+    )
 
 
-def _teacher(job: JobSpec, subsets: dict[str, Subset], cache_dir: Path, out: Path, jobs: int,
-             lengths: dict[str, list[float]]) -> tuple[dict[str, np.ndarray], dict]:
-    """Teacher predictions (weak [N,C], strong [N,C,T]) on U, validation and test, and its own F1."""
+def _entry(path: Path, relative: str) -> ArrayEntry:
+    return ArrayEntry(path=relative, checksum=file_checksum(path), size=path.stat().st_size)
+
+
+def _teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int) -> tuple[dict[str, np.ndarray], float]:
+    """Teacher predictions (weak [N,C], strong [N,C,T]) on U, validation and test; seconds of training."""
     tcfg = job.config.teacher
-    ids = {n: [c.clip_id for c in subsets[n].clips] for n in ("unlabeled", *EVAL_SUBSETS)}
+    ids = {n: list(data.subsets[n].clip_ids) for n in TEACHER_SUBSETS}
     if tcfg.source == "file":
-        preds = {n: load_predictions(Path(tcfg.predictions), ids[n]) for n in ids}
-        preds = {n: (strong, weak) for n, (weak, strong) in preds.items()}
+        n_frames = job.config.features.n_frames
+        preds = {n: load_predictions(Path(tcfg.predictions), ids[n], n_frames=n_frames)[::-1] for n in ids}
         seconds = 0.0
     else:
-        preds, seconds = _train_teacher(job, subsets, cache_dir, jobs)
+        preds, seconds = _train_teacher(job, data, cache_dir, jobs)
     arrays = {}
     for n, (frame, clip) in preds.items():
         arrays[f"teacher_{n}_strong"] = np.asarray(frame, np.float32)
         arrays[f"teacher_{n}_weak"] = np.asarray(clip, np.float32)
-    scores = {"train_seconds": round(seconds, 1), "source": tcfg.source}
-    for n in EVAL_SUBSETS:
-        scores[n] = _score_predictions(job.config, preds[n][0], preds[n][1], ids[n], subsets[n],
-                                       np.asarray(lengths[job.config.postprocess.window_statistic]))
-    log.info("teacher: validation F1 %.1f %%, test F1 %.1f %%", scores["validation"]["event_f1"],
-             scores["test"]["event_f1"])
-    return arrays, scores
+    return arrays, seconds
 
 
-def _train_teacher(job: JobSpec, subsets: dict[str, Subset], cache_dir: Path, jobs: int):
+def _train_teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int):
     fcfg = job.config.features
-    teacher_feats = {n: _features(subsets[n], fcfg, fcfg.teacher_mels, cache_dir, jobs) for n in SUBSETS}
+    subsets = data.subsets
+    teacher_feats = {n: _features(data, n, fcfg, fcfg.teacher_mels, cache_dir, jobs) for n in SUBSETS}
     mean, std = normalization([teacher_feats[n] for n in TRAIN_SUBSETS], cache_dir)
     norm = lambda x: ((np.asarray(x, np.float32) - mean) / std).astype(np.float32)  # noqa: E731
     encoder = LabelEncoder(n_frames=fcfg.n_frames, hop_seconds=fcfg.hop_seconds)
@@ -165,8 +305,7 @@ def _train_teacher(job: JobSpec, subsets: dict[str, Subset], cache_dir: Path, jo
     models = train_ensemble(norm(teacher_feats["synthetic"].features), strong_y,
                             norm(teacher_feats["weak"].features), weak_y, job.config.teacher,
                             seed=job.teacher_seed, device=device, on_epoch=_log_teacher_epoch)
-    preds = {n: predict_ensemble(models, norm(teacher_feats[n].features), device=device)
-             for n in ("unlabeled", *EVAL_SUBSETS)}
+    preds = {n: predict_ensemble(models, norm(teacher_feats[n].features), device=device) for n in TEACHER_SUBSETS}
     return preds, time.perf_counter() - start
 
 
@@ -174,16 +313,33 @@ def _log_teacher_epoch(member: int, epoch: int, loss: float) -> None:
     log.info("teacher: member %d epoch %d: loss %.4f", member + 1, epoch, loss)
 
 
-def _score_predictions(config: MethodConfig, frame: np.ndarray, clip: np.ndarray, clip_ids: list[str],
-                       subset: Subset, lengths: np.ndarray) -> dict:
-    windows = median_windows(lengths, config.postprocess.window_fraction)
-    events = postprocess(frame, clip, clip_ids, windows, config.postprocess, config.student.gate_threshold)
-    ref = subset.reference_events()
-    ev = event_based(ref, events, clip_ids, config.eval.t_collar, config.eval.percentage_of_length,
-                     config.eval.evaluator)
-    seg = segment_based(ref, events, clip_ids, config.eval.segment_seconds, config.eval.evaluator)
-    return {"event_f1": 100 * ev.macro_f1, "segment_f1": 100 * seg.macro_f1,
-            "per_class": {c: 100 * ev.per_class_f1[c] for c in CLASSES}}
+# --------------------------------------------------------------------------- the teacher's own scores
+
+
+def teacher_scores(bundle_root: Path, config: MethodConfig) -> dict:
+    """The teacher's event F1 (%) on validation and test under `config`'s post-processing and metric.
+
+    Cheap (post-processing and scoring of saved predictions), and cached beside the bundle per
+    post-processing setting, so a change of post-processing never retrains the teacher.
+    """
+    from harness.method.train import score  # the students' own scoring, so both are scored alike
+
+    settings = identity.digest(config.postprocess, dataclasses.replace(config.eval, evaluator="fast"),
+                               config.student.gate_threshold)
+    path = Path(bundle_root) / f"teacher-scores-{settings}.json"
+    try:
+        return read_json(path)
+    except RecordError:
+        pass
+    bundle = Bundle.open(bundle_root, verify=False)
+    scores: dict = {"source": bundle.manifest.teacher.source, "train_seconds": bundle.manifest.teacher.train_seconds}
+    for n in EVAL_SUBSETS:
+        ev = score(np.asarray(bundle.array(f"teacher_{n}_strong")), np.asarray(bundle.array(f"teacher_{n}_weak")),
+                   bundle, n, config)
+        scores[n] = {"event_f1": 100 * ev.events.macro_f1, "segment_f1": 100 * ev.segments.macro_f1,
+                     "per_class": {c: 100 * ev.events.per_class_f1[c] for c in CLASSES}}
+    write_json(path, scores)
+    return scores
 
 
 def resolve_device(name: str) -> torch.device:

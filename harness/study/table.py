@@ -2,44 +2,65 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import logging
 import os
+import uuid
 from pathlib import Path
 
 import pandas as pd
 
 from harness.constants import CLASSES
+from harness.errors import HarnessError
+from harness.records import RecordError, Result, read_record
 from harness.schema import PER_CLASS_COLUMNS, RESULTS_COLUMNS
 
+log = logging.getLogger("harness.table")
 
-def read_results(jobs_dir: Path, job_ids: set[str] | None = None, phase: str = "replicate") -> list[dict]:
-    """The result records under `jobs_dir`, optionally only those of `job_ids`, in a stable order."""
+
+def read_results(jobs_dir: Path, job_ids: set[str] | None = None, phase: str = "replicate") -> list[Result]:
+    """The result records under `jobs_dir`, optionally only those of `job_ids`, in a stable order.
+
+    A result.json that cannot be read (damaged, of another harness version) is left out with a warning
+    naming it; the runner treats its job as not finished and runs it again.
+    """
     records = []
     for path in sorted(Path(jobs_dir).glob("*/result.json")):
-        record = json.loads(path.read_text())
-        if record.get("phase", "replicate") != phase:
+        if job_ids is not None and path.parent.name not in job_ids:
             continue
-        if job_ids is None or record["job_id"] in job_ids:
+        try:
+            record = read_record(path, Result)
+        except RecordError as e:
+            log.warning("%s; its job is not counted as finished", e)
+            continue
+        if record.phase == phase:
             records.append(record)
     return records
 
 
-def results_frame(records: list[dict]) -> pd.DataFrame:
+def result_row(record: Result) -> dict:
+    """A Result as one flat row of RESULTS_COLUMNS (provenance fields inlined)."""
+    flat = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    flat.update(dataclasses.asdict(record.provenance))
+    return {c: flat[c] for c in RESULTS_COLUMNS}
+
+
+def results_frame(records: list[Result]) -> pd.DataFrame:
     """One row per job, columns of harness.schema.RESULTS_COLUMNS."""
-    return pd.DataFrame([{c: r.get(c) for c in RESULTS_COLUMNS} for r in records], columns=list(RESULTS_COLUMNS))
+    return pd.DataFrame([result_row(r) for r in records], columns=list(RESULTS_COLUMNS))
 
 
-def per_class_frame(records: list[dict]) -> pd.DataFrame:
+def per_class_frame(records: list[Result]) -> pd.DataFrame:
     """One row per (job, split, class), columns of harness.schema.PER_CLASS_COLUMNS."""
     rows = [
-        {"study": r["study"], "job_id": r["job_id"], "variant": r["variant"], "seed": r["seed"],
-         "split": split, "event_label": c, "f1": r["per_class"][split][c]}
+        {"study": r.study, "job_id": r.job_id, "variant": r.variant, "seed": r.seed,
+         "split": split, "event_label": c, "f1": r.per_class[split][c]}
         for r in records for split in ("validation", "test") for c in CLASSES
     ]
     return pd.DataFrame(rows, columns=list(PER_CLASS_COLUMNS))
 
 
-def write_tables(run_dir: Path, records: list[dict], order: list[str] | None = None) -> tuple[Path, Path]:
+def write_tables(run_dir: Path, records: list[Result], order: list[str] | None = None) -> tuple[Path, Path]:
     """Write results.csv and results_per_class.csv atomically; rows ordered by variant order, then seed."""
     results = results_frame(records)
     per_class = per_class_frame(records)
@@ -51,8 +72,13 @@ def write_tables(run_dir: Path, records: list[dict], order: list[str] | None = N
     paths = []
     for frame, name in ((results, "results.csv"), (per_class, "results_per_class.csv")):
         path = Path(run_dir) / name
-        tmp = path.with_name(f".{name}.tmp{os.getpid()}")
-        frame.to_csv(tmp, index=False, float_format="%.4f")
-        os.replace(tmp, path)
+        tmp = path.with_name(f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            frame.to_csv(tmp, index=False, float_format="%.4f")
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise HarnessError(f"{path}: cannot write ({e.strerror or e}); check the run directory's "
+                               "permissions and free space (every job's result.json is kept)") from e
         paths.append(path)
     return paths[0], paths[1]

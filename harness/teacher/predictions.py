@@ -54,7 +54,7 @@ def save_predictions(path: str | Path, clip_ids: Sequence[str], weak: np.ndarray
         "strong": np.asarray(strong, dtype=np.float32),
         "classes": np.asarray(CLASSES, dtype=str),
     }
-    _check(arrays, f"teacher predictions to write to {path}")
+    _check(arrays, f"teacher predictions to write to {path}", arrays["strong"].shape[-1])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
         np.savez(f, **arrays)
@@ -62,13 +62,14 @@ def save_predictions(path: str | Path, clip_ids: Sequence[str], weak: np.ndarray
 
 
 def load_predictions(
-    path: str | Path, clip_ids_needed: Sequence[str] | None = None
+    path: str | Path, clip_ids_needed: Sequence[str] | None = None, n_frames: int = N_FRAMES
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a teacher predictions file.
 
     Args:
         path: the .npz file.
         clip_ids_needed: the clips to return, in this order; None = every clip in file order.
+        n_frames: frames per clip of the study's frame geometry (features.n_frames).
 
     Returns:
         weak [N, C] and strong [N, C, T], float32, rows in the order of `clip_ids_needed`.
@@ -81,7 +82,7 @@ def load_predictions(
     path = Path(path)
     arrays = _read(path)
     where = f"teacher predictions {path}"
-    _check(arrays, where)
+    _check(arrays, where, n_frames)
     if clip_ids_needed is None:
         return arrays["weak"], arrays["strong"]
     rows = _rows_of(arrays["clip_ids"], clip_ids_needed, where)
@@ -103,7 +104,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         ) from e
 
 
-def _check(arrays: dict[str, np.ndarray], where: str) -> None:
+def _check(arrays: dict[str, np.ndarray], where: str, n_frames: int) -> None:
     """Keys, shapes, value range and classes of a predictions archive."""
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
@@ -114,9 +115,10 @@ def _check(arrays: dict[str, np.ndarray], where: str) -> None:
     n = len(ids)
     if weak.shape != (n, N_CLASSES):
         raise DataError(f"{where}: weak has shape {weak.shape}, expected {(n, N_CLASSES)} (clips, classes)")
-    if strong.shape != (n, N_CLASSES, N_FRAMES):
+    if strong.shape != (n, N_CLASSES, n_frames):
         raise DataError(
-            f"{where}: strong has shape {strong.shape}, expected {(n, N_CLASSES, N_FRAMES)} (clips, classes, frames)"
+            f"{where}: strong has shape {strong.shape}, expected {(n, N_CLASSES, n_frames)} (clips, classes, "
+            "frames: features.n_frames)"
         )
     for key in ("weak", "strong"):
         _check_probabilities(arrays[key], key, where)
