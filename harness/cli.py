@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an I/O error no stage anticipated: name the file, never a raw traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"harness: error: {where}{e.strerror or e}; check that the path exists and is writable, and that "
+              "the disk has space, then run again (finished jobs are kept)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nharness: interrupted; finished jobs are kept: run the same command again to resume",
               file=sys.stderr)
