@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 from scipy import fft as sp_fft
 
+from harness.filelock import locked
 from harness.constants import CLASSES, CLIP_SECONDS, DESED_MEDIAN_SECONDS
 from harness.data.desed import LAYOUT
 from harness.errors import DataError
@@ -496,6 +497,12 @@ def generate(
     if size not in SIZES:
         raise DataError(f"unknown synthetic corpus size {size!r}; valid sizes: {', '.join(SIZES)}")
     out = Path(out)
+    # Two studies sharing a new cache: the second waits here, then finds the finished corpus.
+    with locked(out, f"the synthetic corpus {out}"):
+        return _generate(out, size, seed, sample_rate, n_jobs)
+
+
+def _generate(out: Path, size: Size, seed: int, sample_rate: int, n_jobs: int | None) -> dict[str, int]:
     counts = dict(SIZES[size])
     if _prepare(out, size, seed, sample_rate):
         return counts

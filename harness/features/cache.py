@@ -41,6 +41,7 @@ from harness.config import FeatureConfig, to_dict
 from harness.errors import ConfigError, DataError
 from harness.identity import FEATURES_VERSION, feature_key
 from harness.records import RecordError, file_checksum, read_json
+from harness.filelock import locked
 from harness.features.audio import missing_audio_error, read_audio
 from harness.features.logmel import check_config, logmel
 
@@ -133,13 +134,14 @@ def extract(
     key = feature_key(cfg, n_mels, [(clip_id, d) for (clip_id, _), d in zip(clips, digests)])
     path = directory / f"{subset}-{n_mels}-{key}.npy"
     clip_ids = tuple(clip_id for clip_id, _ in clips)
-    cached = _open_cached(path, (len(clips), cfg.n_frames, n_mels))
-    if cached is not None:
-        log.info("features: %s %d bins: cache hit (checksum verified)", subset, n_mels)
-        return FeatureSet(clip_ids, cached[0], path, key, cached[1])
-    log.info("features: %s %d bins: computing %d clips", subset, n_mels, len(clips))
-    sidecar = {"subset": subset, "n_mels": n_mels, "key": key, "clip_ids": list(clip_ids)}
-    checksum = _compute(clips, cfg, n_mels, path, sidecar, jobs)
+    with locked(path, f"features {path.name}"):  # another study sharing the cache computes each file once
+        cached = _open_cached(path, (len(clips), cfg.n_frames, n_mels))
+        if cached is not None:
+            log.info("features: %s %d bins: cache hit (checksum verified)", subset, n_mels)
+            return FeatureSet(clip_ids, cached[0], path, key, cached[1])
+        log.info("features: %s %d bins: computing %d clips", subset, n_mels, len(clips))
+        sidecar = {"subset": subset, "n_mels": n_mels, "key": key, "clip_ids": list(clip_ids)}
+        checksum = _compute(clips, cfg, n_mels, path, sidecar, jobs)
     return FeatureSet(clip_ids, np.load(path, mmap_mode="r"), path, key, checksum)
 
 

@@ -30,6 +30,7 @@ from harness.data.encoder import LabelEncoder
 from harness.data.synth import ensure_corpus
 from harness.errors import DataError
 from harness.evaluation.postprocess import event_length_frames
+from harness.filelock import locked
 from harness.features.cache import DIGEST_INDEX, FeatureSet, content_digests, extract, normalization
 from harness.records import (
     ArrayEntry,
@@ -138,12 +139,13 @@ def prepare(job: JobSpec, cache_dir: Path, jobs: int = 2, data: DataState | None
         raise DataError(f"the data or teacher changed while the study was planned (bundle {job.bundle_key} is "
                         f"now {key}); run the study again")
     root = cache_dir / "stages" / key
-    if (root / MANIFEST).exists():
-        if _usable(root, job, data, cache_dir, jobs):
-            log.info("shared stages: cache hit %s (checksums verified)", root)
-            return root
-        shutil.rmtree(root, ignore_errors=True)
-    _build(job, data, key, cache_dir, root, jobs)
+    with locked(root, f"the shared stages {root}"):  # two studies on one cache build a bundle once
+        if (root / MANIFEST).exists():
+            if _usable(root, job, data, cache_dir, jobs):
+                log.info("shared stages: cache hit %s (checksums verified)", root)
+                return root
+            shutil.rmtree(root, ignore_errors=True)
+        _build(job, data, key, cache_dir, root, jobs)
     return root
 
 
