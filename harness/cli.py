@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Interrupted
 
 CACHE_ENV = "HARNESS_CACHE"
 
@@ -28,8 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command == "run":
+        _stop_on_signals()
     try:
         return args.func(args)
+    except Interrupted as e:
+        name = signal.Signals(e.signum).name
+        print(f"\nharness: stopped by {name}: finished jobs are kept and the tables rebuilt; jobs in flight "
+              "stopped at their last checkpoint; run the same command again to resume", file=sys.stderr)
+        return 128 + e.signum
     except HarnessError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
@@ -42,6 +50,38 @@ def main(argv: list[str] | None = None) -> int:
         print("\nharness: interrupted; finished jobs are kept: run the same command again to resume",
               file=sys.stderr)
         return 130
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM (what Ctrl-C, `timeout`, Slurm and Kubernetes send) stop a run cleanly.
+
+    The first raises Interrupted in the main thread: the runner stops its workers (each job in flight
+    checkpoints and exits), rebuilds the tables and releases the study lock last. A second signal while
+    that happens stops at once: every child process is killed first, so none is left behind.
+    """
+    stopping = []
+
+    def handler(signum, frame):
+        if stopping:
+            _kill_children()
+            os._exit(128 + signum)
+        stopping.append(signum)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _kill_children() -> None:
+    try:
+        import psutil
+    except ImportError:  # psutil is a dependency; without it the process group still goes with a terminal
+        return
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
 
 
 def build_parser() -> argparse.ArgumentParser:

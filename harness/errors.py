@@ -26,3 +26,17 @@ class TrainingDiverged(JobFailed):
 
 class StudyLocked(HarnessError):
     """Another run of the same study holds its lock."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached the driver: stop cleanly (a BaseException, like KeyboardInterrupt, so that no
+    `except Exception` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class JobStopped(BaseException):
+    """A job's worker was asked to stop (SIGTERM from the driver, a scheduler, preemption): it stops without
+    recording a failure; its checkpoint is kept and the next run resumes it."""

@@ -13,8 +13,12 @@ heavy, so that the warm-up begins before the parent's own imports.
 from __future__ import annotations
 
 import os
+import signal
+import time
 from concurrent.futures import as_completed
 from typing import Any, Callable, Iterator, Sequence
+
+from harness.errors import Interrupted  # light: nothing heavy is imported before the warm-up
 
 # Thread-pool sizes a worker process inherits: OpenMP (torch), OpenBLAS, MKL, BLIS, Accelerate, numexpr.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -33,6 +37,9 @@ def default_threads(threads: int | None) -> int:
     return max(1, threads) if threads is not None else 1
 
 
+# Seconds a stopping job may take to checkpoint and exit before it is killed.
+STOP_GRACE_SECONDS = 30.0
+
 _POOL: dict[str, Any] = {}  # "key": (workers, threads), "executor": the pool of this process (see `pool`)
 
 
@@ -48,16 +55,40 @@ def pool(workers: int, threads: int):
     if _POOL.get("key") != (workers, threads):
         discard()
         env = {name: str(threads) for name in THREAD_VARIABLES}
-        _POOL.update(key=(workers, threads), executor=ProcessPoolExecutor(max_workers=workers, env=env))
+        _POOL.update(key=(workers, threads), executor=ProcessPoolExecutor(max_workers=workers, env=env,
+                                                                          initializer=_worker_signals))
     return _POOL["executor"]
 
 
-def discard() -> None:
-    """Stop the pool's workers now (a dead worker breaks a loky pool for good; so does Ctrl-C)."""
+def discard(grace_seconds: float = 0.0) -> None:
+    """Stop the pool's workers; none is left when this returns (a dead worker breaks a loky pool for good).
+
+    Each worker gets SIGTERM first: a job in flight then stops at its next step boundary (writing its
+    checkpoint when it has one, see harness.study.job.execute); after `grace_seconds` the survivors get
+    SIGKILL. Queued jobs never start: the pool is shut down with them.
+    """
     executor = _POOL.pop("executor", None)
     _POOL.pop("key", None)
-    if executor is not None:
-        executor.shutdown(wait=False, kill_workers=True)
+    if executor is None:
+        return
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    for process in processes:
+        _signal(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    for process in processes:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            _signal(process.pid, signal.SIGKILL)
+            process.join(timeout=5)
+    executor.shutdown(wait=False, kill_workers=True)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def warm_up(workers: int, threads: int) -> None:
@@ -65,6 +96,12 @@ def warm_up(workers: int, threads: int) -> None:
     executor = pool(workers, threads)
     for _ in range(workers):
         executor.submit(_import_job_code)
+
+
+def _worker_signals() -> None:
+    """In each worker: Ctrl-C at a terminal reaches the whole process group; the driver alone decides what
+    stops (it sends SIGTERM to the workers), so a worker never dies of SIGINT mid-write."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _import_job_code() -> None:
@@ -82,8 +119,9 @@ def map_unordered(fn: Callable[..., Any], args: Sequence[tuple], workers: int, t
     try:
         for future in as_completed(futures):
             yield future.result()
-    except BaseException:  # a dead worker (the pool is broken for good), Ctrl-C, the caller stopping early
+    except BaseException as e:  # a dead worker (the pool is broken for good), a signal, the caller stopping
         for f in futures:
             f.cancel()
-        discard()  # stop the workers, not only the queue
+        # On a signal, jobs in flight get STOP_GRACE_SECONDS to write a checkpoint and exit.
+        discard(STOP_GRACE_SECONDS if isinstance(e, (KeyboardInterrupt, Interrupted)) else 0.0)
         raise

@@ -1,0 +1,84 @@
+"""Ctrl-C and SIGTERM mid-study: a clean stop (exit code, no process left, tables, lock), then a resume that
+runs only the unfinished work."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+STUDY = """
+[study]
+name = "sig"
+seeds = 2
+
+[[variant]]
+name = "A"
+curriculum = "all"
+
+[[variant]]
+name = "B"
+curriculum = "easier"
+"""
+
+
+def _start(root: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(root / "sig.toml"), "--profile", "tiny", "--runs",
+         str(root / "runs"), "--cache", str(root / "cache"), "--jobs", "2", "--name", "sig", "--no-report",
+         "--set", "train.steps=120"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+
+
+def _wait_for(run_dir: Path, process: subprocess.Popen, results: int, started: int) -> None:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = len(list(run_dir.glob("jobs/*/result.json")))
+        running = sum(1 for p in run_dir.glob("jobs/*/started.json") if not (p.parent / "result.json").exists())
+        if done >= results and running >= started:
+            return
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.1)
+    raise AssertionError("the study did not get that far in 300 s")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path, tiny_corpus, signum, code):
+    (tmp_path / "sig.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
+    run_dir = tmp_path / "runs" / "sig"
+    process = _start(tmp_path)
+    _wait_for(run_dir, process, results=1, started=1)
+    family = [process.pid, *(c.pid for c in psutil.Process(process.pid).children(recursive=True))]
+    if signum == signal.SIGINT:
+        process.send_signal(signum)  # Ctrl-C at a terminal reaches the whole group: see below
+        for pid in family[1:]:
+            try:
+                psutil.Process(pid).send_signal(signum)
+            except psutil.NoSuchProcess:
+                pass
+    else:
+        process.send_signal(signum)  # `timeout`, Slurm and Kubernetes signal the driver
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr[-2000:]
+    assert f"stopped by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
+    assert not [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    finished = {p.parent.name: p.read_bytes() for p in run_dir.glob("jobs/*/result.json")}
+    assert 1 <= len(finished) < 4
+    assert len(pd.read_csv(run_dir / "results.csv")) == len(finished)  # the tables were rebuilt
+    status = subprocess.run([sys.executable, "-m", "harness", "status", str(run_dir)], capture_output=True,
+                            text=True, cwd=tmp_path).stdout
+    assert f"{len(finished)} done, 0 running" in status  # the lock is released: nothing reads as running
+
+    again = _start(tmp_path)
+    stdout, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr[-2000:]
+    assert f"{len(finished)} of 4 already finished" in stdout
+    for job_id, data in finished.items():  # never redone
+        assert (run_dir / "jobs" / job_id / "result.json").read_bytes() == data
+    assert len(pd.read_csv(run_dir / "results.csv")) == 4
