@@ -29,7 +29,8 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal, Mapping, TypeVar
 
 from harness.errors import HarnessError
 
@@ -43,25 +44,42 @@ class RecordError(HarnessError):
 # --------------------------------------------------------------------------- atomic, strict JSON
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write `data` as strict JSON to `path` atomically (temporary file, fsync, rename).
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success it is flushed to disk and renamed to `path`.
+
+    The one way the harness publishes a file: a reader sees the old file or the whole new one, never half;
+    a failure leaves no temporary file behind.
 
     Raises:
         RecordError: the folder is not writable or the disk is full (the file is left as it was).
     """
     path = Path(path)
-    text = json.dumps(_strict(data), indent=1, allow_nan=False)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise RecordError(f"{path}: cannot write ({e.strerror or e}); check that the folder exists, is "
                           "writable and that the disk has space, then run again") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as strict JSON to `path` atomically.
+
+    Raises:
+        RecordError: the folder is not writable or the disk is full (the file is left as it was).
+    """
+    text = json.dumps(_strict(data), indent=1, allow_nan=False)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Path) -> Any:

@@ -40,7 +40,7 @@ import numpy as np
 from harness.config import FeatureConfig, to_dict
 from harness.errors import ConfigError, DataError
 from harness.identity import FEATURES_VERSION, feature_key
-from harness.records import RecordError, file_checksum, read_json
+from harness.records import RecordError, file_checksum, read_json, write_json
 from harness.filelock import locked
 from harness.features.audio import missing_audio_error, read_audio
 from harness.features.logmel import check_config, logmel
@@ -207,7 +207,7 @@ def _compute(
         _fsync(tmp)
         checksum = file_checksum(tmp)
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        _write_json(path.with_suffix(".json"), {**sidecar, "features": to_dict(cfg), "created": created,
+        write_json(path.with_suffix(".json"), {**sidecar, "features": to_dict(cfg), "created": created,
                                                 "checksum": checksum})
         os.replace(tmp, path)
         return checksum
@@ -273,7 +273,7 @@ def content_digests(paths: Sequence[Path], index_path: Path, jobs: int = 2) -> l
                 index[name] = {"size": size, "mtime_ns": mtime, "digest": fresh[name]}
         # Another process may have added entries meanwhile: merge ours into the file's latest state.
         index_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(index_path, {**_read_index(index_path), **{n: index[n] for n in fresh}})
+        write_json(index_path, {**_read_index(index_path), **{n: index[n] for n in fresh}})
     return [index[name]["digest"] for name, _, _ in stats]
 
 
@@ -353,7 +353,7 @@ def normalization(sets: Sequence[FeatureSet], cache_dir: Path) -> tuple[np.ndarr
     if cached is None:
         count, mean, m2 = _accumulate(sets)
         std = np.maximum(np.sqrt(m2 / count), 1e-8)
-        _write_json(path, {"keys": keys, "frames": count, "mean": mean.tolist(), "std": std.tolist()})
+        write_json(path, {"keys": keys, "frames": count, "mean": mean.tolist(), "std": std.tolist()})
         cached = mean, std
     return cached[0].astype(np.float32), cached[1].astype(np.float32)
 
@@ -385,17 +385,6 @@ def _read_stats(path: Path, keys: list[str]) -> tuple[np.ndarray, np.ndarray] | 
 
 
 # --------------------------------------------------------------------------- atomic files
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fsync(path: Path) -> None:

@@ -26,7 +26,7 @@ from harness.constants import CLASSES
 from harness.errors import HarnessError
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.method.train import EpochRecord, evaluate, train_student
-from harness.records import Failure, JobRecord, Provenance, Result, write_json, write_record
+from harness.records import Failure, JobRecord, Provenance, Result, atomic_file, write_json, write_record
 from harness.schema import EPOCH_COLUMNS
 from harness.study.devices import device_lease
 from harness.study.environment import git_commit
@@ -95,9 +95,8 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
 
 def _write_metrics(job_dir: Path, epochs: list[EpochRecord]) -> None:
     frame = pd.DataFrame([asdict(e) for e in epochs], columns=list(EPOCH_COLUMNS))
-    tmp = job_dir / ".metrics.csv.tmp"
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, job_dir / "metrics.csv")
+    with atomic_file(job_dir / "metrics.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def provenance(job: JobSpec, bundle: Bundle, device: torch.device, threads: int) -> Provenance:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 
 from harness.constants import CLASSES
-from harness.errors import HarnessError
-from harness.records import RecordError, Result, read_record
+from harness.records import RecordError, Result, atomic_file, read_record
 from harness.schema import PER_CLASS_COLUMNS, RESULTS_COLUMNS
 
 log = logging.getLogger("harness.table")
@@ -72,13 +69,7 @@ def write_tables(run_dir: Path, records: list[Result], order: list[str] | None =
     paths = []
     for frame, name in ((results, "results.csv"), (per_class, "results_per_class.csv")):
         path = Path(run_dir) / name
-        tmp = path.with_name(f".{name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
+        with atomic_file(path) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.4f")
-            os.replace(tmp, path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise HarnessError(f"{path}: cannot write ({e.strerror or e}); check the run directory's "
-                               "permissions and free space (every job's result.json is kept)") from e
         paths.append(path)
     return paths[0], paths[1]

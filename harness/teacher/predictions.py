@@ -22,13 +22,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from harness.records import atomic_file
 from harness.constants import CLASSES, N_CLASSES, N_FRAMES
 from harness.errors import DataError
 
@@ -55,10 +55,8 @@ def save_predictions(path: str | Path, clip_ids: Sequence[str], weak: np.ndarray
         "classes": np.asarray(CLASSES, dtype=str),
     }
     _check(arrays, f"teacher predictions to write to {path}", arrays["strong"].shape[-1])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def load_predictions(
