@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="print the jobs of a study (id, variant, factors, seed, status)")
     _target_args(plan)
+    plan.add_argument("--power", action="store_true", help="from the study's finished runs (e.g. a 3-seed pilot): "
+                      "seeds per arm for 80 %% power per comparison, and the compute they imply")
+    plan.add_argument("--metric", default="val_f1", help="the results.csv column --power plans for (default val_f1)")
     plan.set_defaults(func=cmd_plan)
 
     status = sub.add_parser("status", help="summarise done, running, failed and pending jobs of a study")
@@ -257,6 +260,8 @@ def cmd_plan(args) -> int:
     from harness.study.runner import status_of
 
     target = _target(args)
+    if args.power:
+        return _print_power(target.run_dir, args.metric)
     print(f"{target.title}: {len(target.jobs)} jobs -> {target.run_dir}" + (f" ({target.note})" if target.note else ""))
     print(f"{'job id':<13} {'phase':<9} {'variant':<16} {'curriculum':<10} {'pseudolabels':<12} "
           f"{'masking':<8} {'augment':<8} {'l1':>5} {'l2':>5} {'seed':>5}  status")
@@ -264,6 +269,25 @@ def cmd_plan(args) -> int:
         print(f"{job_id:<13} {phase:<9} {variant:<16} {f.get('curriculum', '?'):<10} {f.get('pseudolabels', '?'):<12} "
               f"{f.get('masking', '?'):<8} {f.get('augmentation', '?'):<8} {l1!s:>5} {l2!s:>5} "
               f"{seed:>5}  {status_of(target.run_dir, job_id)}")
+    return 0
+
+
+def _print_power(run_dir: Path, metric: str) -> int:
+    """`plan --power`: the seed plan from the finished runs of a run directory."""
+    import pandas as pd
+
+    from harness.report import tables
+    from harness.study.rundir import read_study_record
+    from harness.study.runner import rebuild_tables
+
+    record = read_study_record(run_dir)
+    if not record.comparisons:
+        raise HarnessError(f"{run_dir}: the study declares no [[comparison]]: there is nothing to plan seeds for")
+    results = pd.read_csv(rebuild_tables(run_dir)[0])
+    if metric not in results.columns:
+        raise HarnessError(f"--metric {metric!r}: not a column of {run_dir / 'results.csv'}; e.g. val_f1, test_f1")
+    plan = tables.seed_plan_from_results(results, record.comparisons, metric=metric, paired=record.paired)
+    print(tables.seed_plan_text(plan, metric))
     return 0
 
 

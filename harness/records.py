@@ -279,6 +279,7 @@ class ComparisonInfo:
     label: str
     a: str
     b: str
+    rope: float | None = None  # half-width of the region of practical equivalence (F1 points); None: default
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,8 @@ class StudyRecord:
     jobs: tuple[str, ...]  # replicate job ids of the current plan
     tune_jobs: tuple[str, ...] = ()  # tuning job ids
     git_commit: str = "unknown"
+    paired: bool = False  # [study] paired: seed s of every variant is paired with seed s of the others
+    sequential: dict[str, Any] | None = None  # the --until-decided design (looks, alpha, ...); None: fixed seeds
 
 
 @dataclass(frozen=True)

@@ -144,3 +144,84 @@ def test_not_testable_summary(tmp_path):
     assert not row.comparison.testable and "zero variance" in row.comparison.reason
     assert row.consistent is None
     assert row.t_low == -math.inf and row.t_high < 0
+
+
+# ---------------------------------------------------------------- the audit and the columns beyond the paper
+
+PAPER_FILE = "ablations/published/paper_validation.toml"
+
+
+def test_published_values_as_published():
+    assert parse_number("6.800", "x").text == "6.800"
+    assert parse_number("40", "x").text == "40"
+    rows = analyse_summary(read_summary(PAPER_FILE))
+    assert [r.published_t_text for r in rows][6] == "6.800"
+
+
+def test_settled_decisions_by_hand():
+    from harness.report.summary import settled_decisions
+
+    crit = (1.33, 2.10, 2.88)
+    assert settled_decisions(2.4, 3.881, crit) == ("Y", "Y", "?")
+    assert settled_decisions(-0.319, 0.319, crit) == ("N", "N", "N")
+    assert settled_decisions(-2.8, -2.5, crit) == ("Y", "Y", "N")  # |t| in [2.5, 2.8]
+    assert settled_decisions(-1.0, 3.0, crit) == ("?", "?", "?")  # straddles 0: |t| in [0, 3]
+    assert settled_decisions(1.0, math.inf, crit) == ("?", "?", "?")
+
+
+def test_paper_decisions_the_published_precision_cannot_settle():
+    rows = analyse_summary(read_summary(PAPER_FILE))
+    unsettled = {r.comparison.label: "/".join(r.settled) for r in rows if "?" in r.settled}
+    # 4 of the 12: the rounding interval of t crosses a critical value at df = 18.
+    assert unsettled == {"Easier first vs all": "?/N/N", "Easier vs harder first": "?/N/N",
+                         "Cust. SpecAug vs std.": "Y/Y/?", "Std. SpecAug vs none": "Y/?/?"}
+    assert rows[0].critical_t == pytest.approx((1.3304, 2.1009, 2.8784), abs=1e-4)
+
+
+def test_rope_keys(tmp_path):
+    path = write_toml(tmp_path / "s.toml")
+    text = path.read_text().replace('metric = "validation F1 (%)"', 'metric = "validation F1 (%)"\nrope = 1.0')
+    text = text.replace('label = "X vs Z"', 'label = "X vs Z"\nrope = "0.25"')
+    path.write_text(text)
+    table = read_summary(path)
+    assert table.rope == 1.0 and [c.rope for c in table.comparisons] == [None, 0.25, None]
+    rows = analyse_summary(table)
+    assert [r.comparison.rope for r in rows] == [1.0, 0.25, 1.0]
+    default = analyse_summary(read_summary(write_toml(tmp_path / "d.toml")))
+    assert {r.comparison.rope for r in default} == {0.5}
+    path.write_text(text.replace("rope = 1.0", "rope = -1.0"))
+    with pytest.raises(ConfigError, match="key 'rope': a ROPE is a half-width"):
+        read_summary(path)
+    csv_path = write_csv(tmp_path / "s.csv")
+    lines = csv_path.read_text().splitlines()
+    lines[0] += ",rope"
+    lines = [lines[0]] + [ln + ("," if ln.startswith("configuration") else ",0.2") for ln in lines[1:]]
+    csv_path.write_text("\n".join(lines) + "\n")
+    assert [c.rope for c in read_summary(csv_path).comparisons] == [0.2, 0.2, 0.2]
+
+
+def test_bayesian_and_power_columns_from_summary_statistics():
+    (row,) = [r for r in analyse_summary(read_summary(PAPER_FILE)) if r.comparison.label == "Easier first vs all"]
+    c = row.comparison
+    se = math.sqrt((0.36 + 0.49) / 2 * 0.2)
+    from scipy import stats as sps
+
+    assert c.p_a_better == pytest.approx(sps.t.sf((0.5 - 0.4) / se, 18))
+    assert c.p_equivalent == pytest.approx(1 - c.p_a_better - c.p_b_better)
+    assert c.seeds_for_power_by_alpha == (27, 47, 70)
+    assert c.prob_improvement is None and c.aso_a is None and c.pi_low is None  # these need the runs
+
+
+def test_paper_summary_report(tmp_path):
+    md = build_summary_report(PAPER_FILE, tmp_path / "out")
+    text = md.read_text()
+    assert "| Event mask vs segment | 6.578 | 18 |" in text and "| 6.800 |" in text  # as published
+    assert "| Easier first vs all | 0.5 | 0.368 / 0.629 / 0.003 | 27 / 47 / 70 |" in text
+    assert "Settled by the published precision (α = 0.2 / 0.05 / 0.01)" in text and "| ?/N/N |" in text
+    assert "| EF+SW+EM+NS | 10 | 39.5 ± 0.4 |" in text
+    for stem in ("table4_summary_beyond", "configurations_published"):
+        assert (tmp_path / "out" / "tables" / f"{stem}.md").is_file()
+    assert (tmp_path / "out" / "figures" / "forest_summary.png").stat().st_size > 0
+    assert "P(A > B)" not in (tmp_path / "out" / "tables" / "table4_summary_beyond.md").read_text()
+    csv = (tmp_path / "out" / "tables" / "table4_summary.csv").read_text()
+    assert ",6.800," in csv  # the published t as printed, also in the CSV

@@ -280,3 +280,10 @@ def test_dask_backend_gives_the_local_numbers(workdir, dask_cluster, local40):
     assert len(table) == 4
     cols = ["job_id", "val_f1", "test_f1", "best_epoch", "steps"]
     pd.testing.assert_frame_equal(table[cols].reset_index(drop=True), local[cols].reset_index(drop=True))
+
+
+def test_plan_power_reads_the_finished_runs(workdir, finished):
+    run_dir, _ = finished
+    out = harness("plan", str(run_dir), "--power", cwd=workdir).stdout
+    assert "Seeds per arm for 80% power" in out and "| Event mask vs none | 2 / 2 |" in out
+    assert "Seeds/arm at α = 0.05" in out

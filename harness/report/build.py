@@ -29,7 +29,7 @@ from harness.constants import CLASSES
 from harness.errors import DataError
 from harness.records import StudyRecord, read_record, to_data
 from harness.schema import ROW_IDENTITY_COLUMNS
-from harness.report import figures, stats, tables
+from harness.report import figures, sections, stats, tables
 from harness.report.summary import analyse_summary, read_summary
 
 HOW_TO_READ = (
@@ -47,7 +47,10 @@ ROUNDING_NOTE = (
     "t range (rounding) is the interval of t values obtainable from any means and sds that round to the "
     "published ones; a published t outside it (Consistent: NO) cannot come from the published "
     "statistics with this test. Decisions at published t are the Y/N the published t implies at the "
-    "same df."
+    "same df. Settled by the published precision says, per α, whether every t the rounding allows gives "
+    "the same decision: Y (significant whatever the unrounded values), N (not significant), ? (the "
+    "rounding interval of t crosses the critical value: the published table cannot decide, and neither "
+    "can its reader). Published values are shown as printed."
 )
 
 
@@ -284,8 +287,11 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
     return blocks
 
 
-def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student") -> Path:
+def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
+                 seed: int = sections.REPORT_SEED) -> Path:
     """Build reports/<study>/ from runs/<study>/ (see the module docstring); returns report.md's path.
+
+    `seed` seeds the resampling statistics (bootstrap, ASO) and the sequential boundaries' simulation.
 
     Raises:
         DataError: no results.csv or study.json in run_dir (run the study first).
@@ -306,14 +312,19 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student")
         blocks += [Block("h2", table["name"]), Block("table", caption, table=display)]
     if study.get("comparisons"):
         test_name = "Student's pooled t" if test == "student" else "Welch's t"
-        for metric, heading in (("val_f1", "Table 4: t-tests on validation F1, as in the paper"),
-                                ("test_f1", "Table 4b: the same t-tests on test F1")):
-            rows = tables.compare_variants(results, study, metric, test)
+        rngs, rows_by_metric = np.random.default_rng(seed).spawn(2), {}
+        for (metric, heading), rng in zip((("val_f1", "Table 4: t-tests on validation F1, as in the paper"),
+                                           ("test_f1", "Table 4b: the same t-tests on test F1")), rngs):
+            rows = rows_by_metric[metric] = tables.compare_variants(results, study, metric, test, rng=rng)
             caption = f"{heading} ({test_name}, two-sided)"
             display = tables.drop_empty_note(tables.display_comparison_table(rows))
             _write_table(out_dir, f"table4_{metric}", tables.comparison_table(rows), display, caption)
             blocks += [Block("h2", heading), Block("table", caption, table=display)]
+            blocks += sections.beyond_blocks(out_dir, rows, metric)
         blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
+        blocks.append(Block("p", sections.HOW_TO_READ_BEYOND))
+        blocks += sections.forest_blocks(out_dir, rows_by_metric)
+        blocks += sections.sequential_blocks(out_dir, results, study, seed)
     if len(results):
         blocks += _figure_blocks(run_dir, out_dir, study, results, per_class)
     return _write_documents(blocks, title, out_dir)
@@ -338,5 +349,6 @@ def build_summary_report(summary_file: Path, out_dir: Path, test: stats.TestKind
               Block("p", f"Metric: {table.metric or 'as given'}; {len(table.configurations)} configurations, "
                          f"{len(rows)} comparison(s). Mann–Whitney p needs the runs and is omitted."),
               Block("table", caption, table=display),
-              Block("p", HOW_TO_READ.format(test=test_name)), Block("p", ROUNDING_NOTE)]
+              Block("p", HOW_TO_READ.format(test=test_name)), Block("p", ROUNDING_NOTE),
+              *sections.summary_blocks(out_dir, table, rows), Block("p", sections.HOW_TO_READ_BEYOND)]
     return _write_documents(blocks, title, out_dir)

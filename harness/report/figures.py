@@ -1,11 +1,16 @@
 """Report figures (matplotlib, Agg backend). Plots never compute statistics beyond mean/min/max.
 
+Figures: F1 per variant, the per-class heatmap, learning curves, the forest plot of the comparisons
+(difference with its intervals over the ROPE band) and the sequential path of each comparison's
+statistic against its group-sequential boundary.
+
 Each function takes data and an optional `ax` and returns the axes; styling is in `_style`.
 `save_figure` writes PNG and PDF with fixed metadata so that the same data give the same files.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -16,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 VAL_COLOR = "#1f77b4"
 TEST_COLOR = "#d62728"
@@ -131,6 +137,111 @@ def plot_learning_curves(
     if curves:
         ax.legend(frameon=False, fontsize=8)
     return _style(ax, title, "Epoch (dashed: generation boundary)", "Validation event-based F1 (%)")
+
+
+ROPE_COLOR = "#bbbbbb"
+A_COLOR = "#1f77b4"  # a significantly higher
+B_COLOR = "#d62728"  # b significantly higher
+
+
+def plot_forest(
+    labels: Sequence[str], diff: Mapping[str, np.ndarray], low: Mapping[str, np.ndarray],
+    high: Mapping[str, np.ndarray], rope: np.ndarray,
+    boot: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    title: str = "Difference of means, a - b", ax: Axes | None = None,
+) -> Axes:
+    """A forest plot: per comparison the difference of means with its interval(s), over its ROPE band.
+
+    Args:
+        labels: comparison labels, length m (top to bottom in this order).
+        diff, low, high: series name (e.g. "validation F1") -> difference a - b and its 95 % t
+            interval (F1 points), shape (m,); NaN where not testable (the row stays, empty). Series
+            are drawn side by side within each row.
+        rope: ROPE half-width per comparison (F1 points), shape (m,); a grey band [-rope, +rope].
+        boot: series name -> (low, high) of the bootstrap interval, shape (m,) each, drawn thinner.
+    """
+    m, names = len(labels), list(diff)
+    ax = _new_ax(ax, 7.5, max(2.5, 0.42 * m * max(1, len(names)) ** 0.5 + 1.2))
+    y = np.arange(m)[::-1].astype(float)
+    for yi, r in zip(y, np.asarray(rope, dtype=float)):
+        if np.isfinite(r) and r > 0:
+            ax.fill_betweenx([yi - 0.4, yi + 0.4], -r, r, color=ROPE_COLOR, alpha=0.45, linewidth=0)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    offsets = np.linspace(0.15, -0.15, len(names)) if len(names) > 1 else np.zeros(1)
+    palette = {"validation F1": VAL_COLOR, "test F1": TEST_COLOR}
+    for j, (name, off) in enumerate(zip(names, offsets)):
+        color = palette.get(name, f"C{j}")
+        d, lo, hi = (np.asarray(v[name], dtype=float) for v in (diff, low, high))
+        ax.errorbar(d, y + off, xerr=[d - lo, hi - d], fmt="o", color=color, ecolor=color, capsize=3,
+                    markersize=4, linewidth=1.4, label=f"{name}: Δ mean, 95 % t interval")
+        if boot and name in boot:
+            bl, bh = (np.asarray(v, dtype=float) for v in boot[name])
+            ok = np.isfinite(bl) & np.isfinite(bh)
+            ax.hlines(y[ok] + off - 0.07, bl[ok], bh[ok], color=color, linewidth=0.8, linestyle=":",
+                      label=f"{name}: 95 % bootstrap interval")
+    ax.fill_betweenx([], 0, 0, color=ROPE_COLOR, alpha=0.45, label="ROPE (practically equivalent)")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_ylim(-0.7, m - 0.3)
+    ax.legend(frameon=False, fontsize=7, loc="best")
+    _style(ax, title, "Difference of means a − b (F1 points; symmetric log scale beyond ±1)", "")
+    ax.set_xscale("symlog", linthresh=1.0)
+    low_x, high_x = ax.get_xlim()
+    ticks = [x for x in (-50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50) if low_x <= x <= high_x]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{x:g}" for x in ticks])
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.grid(False, axis="y")
+    return ax
+
+
+def plot_sequential_paths(
+    looks: Sequence[int], paths: Mapping[str, np.ndarray], boundaries: Mapping[str, np.ndarray],
+    decided_at: Mapping[str, int | None], title: str = "Sequential seeds: |t| against its boundary",
+    fig: Figure | None = None,
+) -> Figure:
+    """One panel per comparison: |t| at each look evaluated and the boundary at every look (log scale).
+
+    Args:
+        looks: seeds per arm at each look, length K.
+        paths: comparison label -> t at the looks evaluated so far, shape (k,), k <= K (sign: a - b).
+        boundaries: label -> critical |t| at every look, shape (K,) (the boundary in force for it).
+        decided_at: label -> 0-based look at which it was decided significant, None if not.
+    """
+    labels = list(paths)
+    cols = min(4, max(1, len(labels)))
+    rows = max(1, math.ceil(len(labels) / cols))
+    fig = fig or plt.figure(figsize=(3.0 * cols + 0.5, 2.4 * rows + 0.8))
+    looks_arr = np.asarray(looks, dtype=float)
+    for i, label in enumerate(labels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        t = np.asarray(paths[label], dtype=float)
+        crit = np.asarray(boundaries[label], dtype=float)
+        ax.plot(looks_arr, crit, color="black", linestyle="--", linewidth=1.0, marker="_", markersize=12,
+                label="boundary")
+        k = t.size
+        if k:
+            at = decided_at.get(label)
+            color = "grey" if at is None else (A_COLOR if t[at] > 0 else B_COLOR)
+            ax.plot(looks_arr[:k], np.maximum(np.abs(t), 1e-2), color=color, marker="o", markersize=4,
+                    linewidth=1.5, label="|t|")
+            if at is not None:
+                ax.plot([looks_arr[at]], [max(abs(t[at]), 1e-2)], marker="*", markersize=11, color=color)
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.set_xticks(looks_arr)
+        ax.set_title(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        if i % cols == 0:
+            ax.set_ylabel("|t|", fontsize=8)
+        if i >= len(labels) - cols:
+            ax.set_xlabel("seeds per arm", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:

@@ -8,9 +8,14 @@ Conventions
 - `test="student"`: pooled-variance two-sample t, df = n_a + n_b - 2 (the paper's test).
   `test="welch"`: unequal variances, Welch-Satterthwaite df.
 - Differences are always a - b, so t > 0 means a scored higher than b.
+- `paired=True` (variants share seeds, runs aligned by seed): the paired t on the per-seed
+  differences, df = n - 1, and the correlation of the pairs; see `compare`.
 - A comparison is *not testable* when a side has fewer than 2 runs, or when both sides have zero
-  variance (t is 0/0 or x/0). `compare` then returns a row with `testable=False`, a `reason`, and
-  None in every statistic: it never raises and never lets a NaN through.
+  variance (t is 0/0 or x/0), or (paired) when the differences have zero variance. `compare` then
+  returns a row with `testable=False`, a `reason`, and None in every statistic: it never raises and
+  never lets a NaN through.
+- The statistics beyond the t-test live in `harness.report.compare` (P(A > B), bootstrap, Bayesian
+  ROPE, paired tests) and `harness.report.aso`; `compare` gathers them into one row.
 """
 
 from __future__ import annotations
@@ -70,7 +75,24 @@ class Comparison:
     hedges_g: float | None = None
     p_holm: float | None = None  # Holm-adjusted p over the table's family (set by compare_family)
     mann_whitney_p: float | None = None  # None from summary statistics (needs the runs)
-    seeds_for_power: int | None = None  # per arm, 80 % power at alpha 0.05 for |hedges_g|
+    seeds_for_power: int | None = None  # per arm, 80 % power at alpha 0.05 for |hedges_g| (|d_z| paired)
+    # Beyond the paper (harness.report.compare, harness.report.aso). None where not computed: the
+    # resampling statistics need the runs and a generator; the Bayesian ones need only summaries.
+    seeds_for_power_by_alpha: tuple[int | None, ...] | None = None  # per arm, 80 % power, one per alpha
+    paired: bool = False  # runs matched by seed; t, df, p, CI and power are then the paired ones
+    correlation: float | None = None  # Pearson r between paired runs (paired only)
+    wilcoxon_p: float | None = None  # paired rank test (paired only; Mann-Whitney is the unpaired one)
+    prob_improvement: float | None = None  # P(A > B) over pairs of runs
+    pi_low: float | None = None  # its 95 % percentile bootstrap interval
+    pi_high: float | None = None
+    boot_low: float | None = None  # 95 % percentile bootstrap interval of the difference of means
+    boot_high: float | None = None
+    aso_a: float | None = None  # Almost Stochastic Order eps_min of "a better than b" (< 0.2: a better)
+    aso_b: float | None = None  # eps_min of "b better than a"
+    rope: float | None = None  # half-width of the region of practical equivalence (score units)
+    p_a_better: float | None = None  # posterior P(mu_a - mu_b > rope)
+    p_equivalent: float | None = None  # posterior P(|mu_a - mu_b| <= rope)
+    p_b_better: float | None = None  # posterior P(mu_a - mu_b < -rope)
 
 
 def _check_test(test: str) -> None:
@@ -222,17 +244,16 @@ def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(sps.mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue)
 
 
-def _power_by_integration(d: float, n: int, alpha: float) -> float:
-    """Power of the two-sided equal-n two-sample t-test, integrating over the chi-square of the sd.
+def _power_by_integration(nc: float, df: int, alpha: float) -> float:
+    """Power of a two-sided t-test with non-centrality nc and df, integrating over the chi-square of
+    the sd.
 
     Used where the non-central t of scipy (and hence statsmodels) returns NaN, which happens for
     large non-centralities at tiny df (e.g. d = 9, n = 2).
     """
     from scipy import integrate
 
-    df = 2 * n - 2
     crit = float(sps.t.isf(alpha / 2.0, df))
-    nc = d * math.sqrt(n / 2.0)
 
     def reject_given_v(v: float) -> float:
         x = crit * math.sqrt(v / df)  # reject when |Z + nc| > x, Z standard normal
@@ -241,11 +262,41 @@ def _power_by_integration(d: float, n: int, alpha: float) -> float:
     return float(integrate.quad(reject_given_v, 0.0, math.inf)[0])
 
 
-def _power(d: float, n: int, alpha: float) -> float:
+def power_two_sample(d: float, n: int, alpha: float) -> float:
+    """Power of the two-sided two-sample (pooled) t-test with n runs per arm at effect size d."""
     from statsmodels.stats.power import TTestIndPower
 
     value = float(TTestIndPower().power(effect_size=d, nobs1=n, alpha=alpha, ratio=1.0))
-    return value if math.isfinite(value) else _power_by_integration(d, n, alpha)
+    return value if math.isfinite(value) else _power_by_integration(d * math.sqrt(n / 2.0), 2 * n - 2, alpha)
+
+
+def power_paired(d_z: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test with n pairs at effect size d_z = mean / sd of differences."""
+    from statsmodels.stats.power import TTestPower
+
+    value = float(TTestPower().power(effect_size=d_z, nobs=n, alpha=alpha))
+    return value if math.isfinite(value) else _power_by_integration(d_z * math.sqrt(n), n - 1, alpha)
+
+
+def _smallest_n(power_at, d: float, alpha: float, power: float, solve) -> int | None:
+    """The smallest n >= 2 with power_at(d, n, alpha) >= power; None for d = 0 or not finite."""
+    d = abs(float(d))
+    if not math.isfinite(d) or d == 0.0:
+        return None
+    if d >= 1.0:  # small n: scan exactly, which also avoids the solver's convergence failures
+        for n in range(2, 64):
+            if power_at(d, n, alpha) >= power:
+                return n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a failed solve returns NaN, handled below
+        n_solved = solve(d)
+    n_solved = float(np.asarray(n_solved).ravel()[0])
+    if not math.isfinite(n_solved):
+        return None
+    n = max(2, math.ceil(n_solved - 1e-9))
+    while n > 2 and power_at(d, n - 1, alpha) >= power:  # the solver's root may sit just above
+        n -= 1
+    return n
 
 
 def seeds_for_power(effect_size_d: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
@@ -258,20 +309,20 @@ def seeds_for_power(effect_size_d: float, alpha: float = 0.05, power: float = 0.
     """
     from statsmodels.stats.power import TTestIndPower
 
-    d = abs(float(effect_size_d))
-    if not math.isfinite(d) or d == 0.0:
-        return None
-    if d >= 1.0:  # small n: scan exactly, which also avoids the solver's convergence failures
-        for n in range(2, 64):
-            if _power(d, n, alpha) >= power:
-                return n
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a failed solve returns NaN, handled below
-        n_solved = TTestIndPower().solve_power(effect_size=d, nobs1=None, alpha=alpha, power=power, ratio=1.0)
-    n_solved = float(np.asarray(n_solved).ravel()[0])
-    if not math.isfinite(n_solved):
-        return None
-    return max(2, math.ceil(n_solved - 1e-9))
+    return _smallest_n(power_two_sample, effect_size_d, alpha, power, lambda d: TTestIndPower().solve_power(
+        effect_size=d, nobs1=None, alpha=alpha, power=power, ratio=1.0))
+
+
+def seeds_for_power_paired(effect_size_dz: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Pairs (seeds per arm) for a two-sided paired t-test to reach `power` at |d_z|.
+
+    d_z = mean(a - b) / sd(a - b); statsmodels TTestPower.solve_power, rounded up, never below 2;
+    None for d_z = 0 or not finite.
+    """
+    from statsmodels.stats.power import TTestPower
+
+    return _smallest_n(power_paired, effect_size_dz, alpha, power, lambda d: TTestPower().solve_power(
+        effect_size=d, nobs=None, alpha=alpha, power=power))
 
 
 def _not_testable_reason(sa: Summary, sb: Summary) -> str:
@@ -292,20 +343,57 @@ def compare_summary(
     label: str = "",
     a: str = "a",
     b: str = "b",
+    rope: float | None = None,
 ) -> Comparison:
-    """A Table 4 row from summary statistics (no Mann-Whitney: it needs the runs)."""
+    """A Table 4 row from summary statistics: t, df, p, decisions, CI, g, power at every alpha, and
+    the Bayesian ROPE probabilities (`rope` in score units, default compare.DEFAULT_ROPE). The
+    statistics that need the runs (Mann-Whitney, P(A > B), bootstrap, ASO) stay None."""
+    from harness.report import compare as cmp
+
     _check_test(test)
+    rope = cmp.DEFAULT_ROPE if rope is None else float(rope)
     reason = _not_testable_reason(sa, sb)
     base = Comparison(label=label, a=a, b=b, summary_a=sa, summary_b=sb, test=test,
-                      testable=not reason, reason=reason, alphas=tuple(alphas))
+                      testable=not reason, reason=reason, alphas=tuple(alphas), rope=rope)
     if reason:
         return base
     tt = t_from_summary(sa.mean, sa.sd, sa.n, sb.mean, sb.sd, sb.n, test)
     diff, low, high = mean_difference_ci_from_summary(sa, sb, 0.95, test)
     g = hedges_g_from_summary(sa, sb)
+    bayes = cmp.rope_probabilities_from_summary(sa, sb, rope, test)
     return dataclasses.replace(
         base, t=tt.t, df=tt.df, p=tt.p, significant=tuple(tt.p < al for al in alphas),
         diff=diff, ci_low=low, ci_high=high, hedges_g=g, seeds_for_power=seeds_for_power(g),
+        seeds_for_power_by_alpha=tuple(seeds_for_power(g, al) for al in alphas),
+        p_a_better=bayes.p_a_better, p_equivalent=bayes.p_equivalent, p_b_better=bayes.p_b_better,
+    )
+
+
+def _compare_paired(a: np.ndarray, b: np.ndarray, base: Comparison) -> Comparison:
+    """The paired replacement of t, df, p, CI, power and the rank test (a, b aligned by seed)."""
+    from harness.report import compare as cmp
+
+    reason = ""
+    if a.size != b.size:
+        reason = f"paired runs are not aligned by seed (n = {a.size} vs {b.size})"
+    elif float((a - b).std(ddof=1)) == 0.0:
+        reason = "the paired differences have zero variance"
+    if reason:
+        return dataclasses.replace(base, testable=False, reason=reason,
+                                   t=None, df=None, p=None, significant=None, diff=None, ci_low=None,
+                                   ci_high=None, hedges_g=None, seeds_for_power=None,
+                                   seeds_for_power_by_alpha=None, p_a_better=None, p_equivalent=None,
+                                   p_b_better=None, paired=True)
+    tt = cmp.paired_t(a, b)
+    diff, low, high = cmp.paired_mean_difference_ci(a, b)
+    d_z = cmp.paired_effect_size(a, b)
+    bayes = cmp.rope_probabilities(a, b, base.rope if base.rope is not None else cmp.DEFAULT_ROPE, paired=True)
+    return dataclasses.replace(
+        base, paired=True, t=tt.t, df=tt.df, p=tt.p, significant=tuple(tt.p < al for al in base.alphas),
+        diff=diff, ci_low=low, ci_high=high, seeds_for_power=seeds_for_power_paired(d_z),
+        seeds_for_power_by_alpha=tuple(seeds_for_power_paired(d_z, al) for al in base.alphas),
+        correlation=cmp.pearson_r(a, b), wilcoxon_p=cmp.wilcoxon_p(a, b), mann_whitney_p=None,
+        p_a_better=bayes.p_a_better, p_equivalent=bayes.p_equivalent, p_b_better=bayes.p_b_better,
     )
 
 
@@ -317,19 +405,52 @@ def compare(
     label: str = "",
     name_a: str = "a",
     name_b: str = "b",
+    *,
+    rope: float | None = None,
+    paired: bool = False,
+    rng: np.random.Generator | None = None,
+    n_resamples: int = 10_000,
+    aso_iterations: int = 1000,
 ) -> Comparison:
-    """A Table 4 row from raw scores: t, df, p, decisions, CI, g, Mann-Whitney p, power.
+    """A Table 4 row from raw scores: the paper's t-test and everything beyond it.
 
     Args:
         a: scores of configuration a, shape (n_a,) (any n, even 0).
-        b: scores of configuration b, shape (n_b,).
+        b: scores of configuration b, shape (n_b,); when `paired`, aligned with a by seed (b[i] and
+            a[i] share seed i) and n_b = n_a.
+        rope: half-width of the region of practical equivalence, score units (F1 points);
+            default compare.DEFAULT_ROPE.
+        paired: the variants share seeds: paired t (df = n - 1), paired CI, d_z power, Wilcoxon
+            signed-rank, the correlation of the pairs; resampling keeps pairs together.
+        rng: generator of the resampling statistics (P(A > B) interval, bootstrap interval of the
+            difference, ASO). None leaves those None (nothing is drawn from a global generator).
+        n_resamples: bootstrap resamples; aso_iterations: ASO's bootstrap iterations.
     """
+    from harness.report import aso, compare as cmp
+
     a = np.asarray(a, dtype=float).ravel()
     b = np.asarray(b, dtype=float).ravel()
-    row = compare_summary(summarize(a), summarize(b), test, alphas, label, name_a, name_b)
+    row = compare_summary(summarize(a), summarize(b), test, alphas, label, name_a, name_b, rope)
     if not row.testable:
+        return dataclasses.replace(row, paired=paired)
+    if paired:
+        row = _compare_paired(a, b, row)
+        if not row.testable:
+            return row
+    else:
+        row = dataclasses.replace(row, mann_whitney_p=mann_whitney_p(a, b))
+    row = dataclasses.replace(row, prob_improvement=cmp.probability_of_improvement(a, b))
+    if rng is None:
         return row
-    return dataclasses.replace(row, mann_whitney_p=mann_whitney_p(a, b))
+    # Independent streams per statistic, so that adding one never shifts another's numbers.
+    rng_pi, rng_diff, rng_aso_a, rng_aso_b = rng.spawn(4)
+    _, pi_low, pi_high = cmp.probability_of_improvement_ci(a, b, rng_pi, n_resamples=n_resamples, paired=paired)
+    _, boot_low, boot_high = cmp.mean_difference_bootstrap_ci(a, b, rng_diff, n_resamples=n_resamples, paired=paired)
+    return dataclasses.replace(
+        row, pi_low=pi_low, pi_high=pi_high, boot_low=boot_low, boot_high=boot_high,
+        aso_a=aso.aso_epsilon(a, b, rng_aso_a, iterations=aso_iterations),
+        aso_b=aso.aso_epsilon(b, a, rng_aso_b, iterations=aso_iterations),
+    )
 
 
 def with_holm(rows: Sequence[Comparison]) -> list[Comparison]:

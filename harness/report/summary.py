@@ -15,6 +15,10 @@ TOML::
     a = "EF+SW+EM+CS"
     b = "SW+EM+CS"
     t = "1.413"                           # optional: the published t, checked against the rounding
+    rope = 0.5                            # optional: this comparison's ROPE half-width (F1 points)
+
+A top-level `rope = 0.5` sets the ROPE of every comparison that does not set its own (default
+compare.DEFAULT_ROPE).
 
 CSV (one file, a `kind` column says what each row is; empty cells where a column does not apply)::
 
@@ -22,6 +26,8 @@ CSV (one file, a `kind` column says what each row is; empty cells where a column
     configuration,EF+SW+EM+CS,40.7,0.6,10,,,
     configuration,SW+EM+CS,40.3,0.7,10,,,
     comparison,Easier first vs all,,,,EF+SW+EM+CS,SW+EM+CS,1.413
+
+(an optional `rope` column holds a comparison's ROPE).
 
 Decimals are inferred from the numbers as written: CSV cells are read as text; in TOML write
 numbers as strings to keep trailing zeros (a TOML float 40.70 is read back as 40.7, i.e. 1
@@ -42,7 +48,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.report import stats
 
-CSV_COLUMNS: tuple[str, ...] = ("kind", "name", "mean", "sd", "n", "a", "b", "t")
+CSV_COLUMNS: tuple[str, ...] = ("kind", "name", "mean", "sd", "n", "a", "b", "t")  # required; `rope` optional
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class PublishedNumber:
 
     value: float
     decimals: int
+
+    @property
+    def text(self) -> str:
+        """The number as it was published, trailing zeros kept ("6.800", not "6.8")."""
+        return f"{self.value:.{self.decimals}f}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class ComparisonSpec:
     a: str
     b: str
     published_t: PublishedNumber | None
+    rope: float | None = None  # ROPE half-width (F1 points); None: the file's, else the default
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class SummaryTable:
     metric: str
     configurations: dict[str, Configuration]
     comparisons: tuple[ComparisonSpec, ...]
+    rope: float | None = None  # the file's default ROPE
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,9 @@ class SummaryComparison:
     t_high: float
     consistent: bool | None  # published t within [t_low, t_high] (+- its own rounding); None if absent
     published_significant: tuple[bool, ...] | None  # decisions the published t implies at the same df
+    published_t_text: str | None = None  # the published t as printed ("6.800")
+    critical_t: tuple[float, ...] = ()  # per alpha: the two-sided critical |t| at the row's df
+    settled: tuple[str, ...] = ()  # per alpha: "Y"/"N" if every t the rounding allows decides alike, else "?"
 
 
 def parse_number(raw: Any, where: str) -> PublishedNumber:
@@ -132,18 +148,28 @@ def _comparison(row: dict[str, Any], where: str, label_key: str) -> ComparisonSp
             raise ConfigError(f"{where}: missing {key!r}; a comparison needs {label_key}, a and b (t optional)")
     t_raw = row.get("t")
     t = None if t_raw in (None, "") else parse_number(t_raw, f"{where}, key 't'")
+    rope_raw = row.get("rope")
+    rope = None if rope_raw in (None, "") else _parse_rope(rope_raw, f"{where}, key 'rope'")
     return ComparisonSpec(label=str(row[label_key]).strip(), a=str(row["a"]).strip(), b=str(row["b"]).strip(),
-                          published_t=t)
+                          published_t=t, rope=rope)
 
 
-def _read_toml(path: Path) -> tuple[str, list[Configuration], list[ComparisonSpec]]:
+def _parse_rope(raw: Any, where: str) -> float:
+    value = parse_number(raw, where).value
+    if value < 0:
+        raise ConfigError(f"{where}: a ROPE is a half-width in F1 points, >= 0 (e.g. 0.5), got {raw!r}")
+    return value
+
+
+def _read_toml(path: Path) -> tuple[str, list[Configuration], list[ComparisonSpec], float | None]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
-    unknown = set(data) - {"metric", "configuration", "comparison"}
+    unknown = set(data) - {"metric", "rope", "configuration", "comparison"}
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: metric, [[configuration]], [[comparison]]")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: metric, rope, [[configuration]], "
+                          "[[comparison]]")
     for key in ("configuration", "comparison"):
         entries = data.get(key, [])
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -152,10 +178,11 @@ def _read_toml(path: Path) -> tuple[str, list[Configuration], list[ComparisonSpe
                for i, r in enumerate(data.get("configuration", []))]
     comps = [_comparison(r, f"{path}: [[comparison]] #{i + 1}", "label")
              for i, r in enumerate(data.get("comparison", []))]
-    return str(data.get("metric", "")), configs, comps
+    rope = _parse_rope(data["rope"], f"{path}: key 'rope'") if "rope" in data else None
+    return str(data.get("metric", "")), configs, comps, rope
 
 
-def _read_csv(path: Path) -> tuple[str, list[Configuration], list[ComparisonSpec]]:
+def _read_csv(path: Path) -> tuple[str, list[Configuration], list[ComparisonSpec], float | None]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
@@ -171,7 +198,7 @@ def _read_csv(path: Path) -> tuple[str, list[Configuration], list[ComparisonSpec
                 comps.append(_comparison(row, where, "name"))
             else:
                 raise ConfigError(f"{where}: kind must be 'configuration' or 'comparison', got {kind!r}")
-    return "", configs, comps
+    return "", configs, comps, None
 
 
 def read_summary(path: Path) -> SummaryTable:
@@ -185,9 +212,9 @@ def read_summary(path: Path) -> SummaryTable:
         raise ConfigError(f"{path}: summary file not found")
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        metric, configs, comps = _read_toml(path)
+        metric, configs, comps, rope = _read_toml(path)
     elif suffix == ".csv":
-        metric, configs, comps = _read_csv(path)
+        metric, configs, comps, rope = _read_csv(path)
     else:
         raise ConfigError(f"{path}: summary file must end in .toml or .csv")
     by_name: dict[str, Configuration] = {}
@@ -202,7 +229,7 @@ def read_summary(path: Path) -> SummaryTable:
             if side not in by_name:
                 raise ConfigError(f"{path}: comparison {comp.label!r} names configuration {side!r}, which is not "
                                   f"defined; defined: {sorted(by_name)}")
-    return SummaryTable(path=path, metric=metric, configurations=by_name, comparisons=tuple(comps))
+    return SummaryTable(path=path, metric=metric, configurations=by_name, comparisons=tuple(comps), rope=rope)
 
 
 def _published_consistency(t: PublishedNumber, low: float, high: float) -> bool:
@@ -210,10 +237,29 @@ def _published_consistency(t: PublishedNumber, low: float, high: float) -> bool:
     return low - tolerance <= t.value <= high + tolerance
 
 
+def settled_decisions(t_low: float, t_high: float, critical: tuple[float, ...]) -> tuple[str, ...]:
+    """Whether the published precision settles each decision |t| > critical.
+
+    Args:
+        t_low, t_high: the range of t the rounding of the published means and sds allows.
+        critical: the two-sided critical |t| per alpha.
+
+    Returns:
+        per alpha "Y" (every allowed t is significant), "N" (none is) or "?" (the rounding interval
+        crosses the critical value: the published table cannot say).
+    """
+    if t_low <= 0.0 <= t_high:
+        abs_low, abs_high = 0.0, max(abs(t_low), abs(t_high))
+    else:
+        abs_low, abs_high = sorted((abs(t_low), abs(t_high)))
+    return tuple("Y" if abs_low > c else ("N" if abs_high <= c else "?") for c in critical)
+
+
 def analyse_summary(
     table: SummaryTable, test: stats.TestKind = "student", alphas: tuple[float, ...] = stats.DEFAULT_ALPHAS
 ) -> list[SummaryComparison]:
-    """Table 4 rows from the summary statistics, Holm over all comparisons of the file."""
+    """Table 4 rows from the summary statistics, Holm over all comparisons of the file, with the audit
+    of the published values (rounding interval of t, consistency of a published t, settled decisions)."""
     from scipy import stats as sps
 
     rows = []
@@ -221,7 +267,8 @@ def analyse_summary(
         ca, cb = table.configurations[spec.a], table.configurations[spec.b]
         sa = stats.Summary(ca.mean.value, ca.sd.value, ca.n)
         sb = stats.Summary(cb.mean.value, cb.sd.value, cb.n)
-        rows.append(stats.compare_summary(sa, sb, test, alphas, spec.label, spec.a, spec.b))
+        rope = spec.rope if spec.rope is not None else table.rope
+        rows.append(stats.compare_summary(sa, sb, test, alphas, spec.label, spec.a, spec.b, rope=rope))
     rows = stats.with_holm(rows)
     out = []
     for spec, row in zip(table.comparisons, rows):
@@ -231,12 +278,16 @@ def analyse_summary(
             (ca.mean.decimals, cb.mean.decimals), (ca.sd.decimals, cb.sd.decimals), test)
         pub = spec.published_t
         consistent = None if pub is None else _published_consistency(pub, low, high)
+        # Welch's df moves with the sds inside the rounding box; the row's df is used for the audit.
+        df = row.df if row.df is not None else float(ca.n + cb.n - 2)
+        critical = tuple(float(sps.t.isf(a / 2.0, df)) for a in alphas)
         decisions = None
-        if pub is not None and row.df is not None and math.isfinite(row.df):
-            p_pub = float(2.0 * sps.t.sf(abs(pub.value), row.df))
+        if pub is not None and math.isfinite(df):
+            p_pub = float(2.0 * sps.t.sf(abs(pub.value), df))
             decisions = tuple(p_pub < a for a in alphas)
         out.append(SummaryComparison(comparison=row, published_t=None if pub is None else pub.value,
                                      t_low=low, t_high=high, consistent=consistent,
-                                     published_significant=decisions))
+                                     published_significant=decisions,
+                                     published_t_text=None if pub is None else pub.text,
+                                     critical_t=critical, settled=settled_decisions(low, high, critical)))
     return out
-

@@ -29,7 +29,7 @@ FACTOR_HEADERS: dict[str, str] = {"curriculum": "Curriculum", "pseudolabels": "P
 METRIC_LABELS: dict[str, str] = {"val_f1": "validation F1", "test_f1": "test F1"}
 DASH = "—"
 # Left-aligned in Markdown and LaTeX; every other column holds numbers or Y/N and is right-aligned.
-TEXT_COLUMNS: frozenset[str] = frozenset({"Experiment", "Comparison", "Note", *FACTOR_HEADERS.values()})
+TEXT_COLUMNS: frozenset[str] = frozenset({"Experiment", "Comparison", "Note", "Decision", *FACTOR_HEADERS.values()})
 
 
 # ---------------------------------------------------------------- formatting helpers
@@ -127,23 +127,53 @@ def display_variant_table(numeric: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- Table 4
 
+def arm_scores(results: pd.DataFrame, variant: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, scores) of a variant's finished runs with a finite `metric`, in seed order, shape (n,) each."""
+    if not len(results):
+        return np.empty(0, dtype=int), np.empty(0)
+    runs = results[results["variant"] == variant]
+    x = runs[metric].to_numpy(dtype=float)
+    seeds = runs["seed"].to_numpy() if "seed" in runs else np.arange(len(runs))
+    keep = np.isfinite(x)
+    order = np.argsort(seeds[keep], kind="stable")
+    return seeds[keep][order], x[keep][order]
+
+
+def comparison_scores(results: pd.DataFrame, a: str, b: str, metric: str,
+                      paired: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The two arms of a comparison in seed order; paired: only the seeds both arms finished, aligned."""
+    seeds_a, xa = arm_scores(results, a, metric)
+    seeds_b, xb = arm_scores(results, b, metric)
+    if not paired:
+        return xa, xb
+    common = np.intersect1d(seeds_a, seeds_b)
+    return xa[np.isin(seeds_a, common)], xb[np.isin(seeds_b, common)]
+
+
 def compare_variants(
     results: pd.DataFrame, study: dict[str, Any], metric: str = "val_f1",
     test: stats.TestKind = "student", alphas: tuple[float, ...] = stats.DEFAULT_ALPHAS,
+    rng: np.random.Generator | None = None,
 ) -> list[stats.Comparison]:
-    """One Comparison per study["comparisons"] entry on `metric`, Holm over the whole table."""
+    """One Comparison per study["comparisons"] entry on `metric`, Holm over the whole table.
+
+    A comparison's `rope` (F1 points) comes from its entry, and pairing from study["paired"]
+    (variants share seeds: runs are matched by seed). `rng` draws the resampling statistics, one
+    spawned child generator per comparison (None: those statistics are left out).
+    """
+    comparisons = study.get("comparisons", [])
+    paired = bool(study.get("paired", False))
+    generators = rng.spawn(len(comparisons)) if rng is not None else [None] * len(comparisons)
     rows = []
-    for comp in study.get("comparisons", []):
-        def scores(name: str) -> np.ndarray:
-            x = results.loc[results["variant"] == name, metric].to_numpy(dtype=float) if len(results) else np.empty(0)
-            return x[np.isfinite(x)]
-        rows.append(stats.compare(scores(comp["a"]), scores(comp["b"]), test, alphas,
-                                  comp.get("label", f"{comp['a']} vs {comp['b']}"), comp["a"], comp["b"]))
+    for comp, generator in zip(comparisons, generators):
+        a, b = comparison_scores(results, comp["a"], comp["b"], metric, paired)
+        rows.append(stats.compare(a, b, test, alphas, comp.get("label", f"{comp['a']} vs {comp['b']}"),
+                                  comp["a"], comp["b"], rope=comp.get("rope"), paired=paired, rng=generator))
     return stats.with_holm(rows)
 
 
 def comparison_table(rows: Sequence[stats.Comparison]) -> pd.DataFrame:
-    """Numeric Table 4 frame (CSV): one row per comparison, NaN where not testable."""
+    """Numeric Table 4 frame (CSV): one row per comparison, NaN where not testable or not computed."""
     def v(x: Any) -> float:
         return np.nan if x is None else float(x)
 
@@ -163,24 +193,79 @@ def comparison_table(rows: Sequence[stats.Comparison]) -> pd.DataFrame:
                     "hedges_g": v(r.hedges_g), "p_holm": v(r.p_holm), "mann_whitney_p": v(r.mann_whitney_p),
                     "seeds_for_80_power": "" if r.seeds_for_power is None else str(r.seeds_for_power),
                     "testable": "Y" if r.testable else "N", "reason": r.reason})
+        for i, alpha in enumerate(r.alphas):
+            n = None if r.seeds_for_power_by_alpha is None else r.seeds_for_power_by_alpha[i]
+            rec[f"seeds_for_80_power_{alpha:g}"] = "" if n is None else str(n)
+        rec.update({"paired": "Y" if r.paired else "N", "correlation": v(r.correlation),
+                    "wilcoxon_p": v(r.wilcoxon_p), "prob_improvement": v(r.prob_improvement),
+                    "pi_low": v(r.pi_low), "pi_high": v(r.pi_high), "boot_low": v(r.boot_low),
+                    "boot_high": v(r.boot_high), "aso_a": v(r.aso_a), "aso_b": v(r.aso_b), "rope": v(r.rope),
+                    "p_a_better": v(r.p_a_better), "p_equivalent": v(r.p_equivalent),
+                    "p_b_better": v(r.p_b_better)})
         records.append(rec)
     return pd.DataFrame(records)
 
 
 def display_comparison_table(rows: Sequence[stats.Comparison]) -> pd.DataFrame:
-    """Table 4 strings: the paper's columns (t, Y/N per alpha) and the extra ones after them."""
+    """Table 4 strings: the paper's columns (t, Y/N per alpha) and the extra ones after them.
+
+    With paired rows, the rank test is Wilcoxon's signed-rank and a column r holds the correlation of
+    the paired runs.
+    """
+    paired = any(r.paired for r in rows)
     records = []
     for r in rows:
         rec: dict[str, str] = {"Comparison": r.label, "t": _num(r.t, ".3f"), "df": fmt_df(r.df), "p": fmt_p(r.p)}
         for i, alpha in enumerate(r.alphas):
             rec[f"α = {alpha:g}"] = _yn(None if r.significant is None else r.significant[i])
         ci = DASH if r.diff is None else f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-        rec.update({"Δ mean [95 % CI]": ci, "Hedges' g": _num(r.hedges_g, ".2f"), "Holm p": fmt_p(r.p_holm),
-                    "Mann–Whitney p": fmt_p(r.mann_whitney_p),
-                    "Seeds/arm for 80 % power": DASH if r.seeds_for_power is None else str(r.seeds_for_power),
+        rec.update({"Δ mean [95 % CI]": ci, "Hedges' g": _num(r.hedges_g, ".2f"), "Holm p": fmt_p(r.p_holm)})
+        if paired:
+            rec.update({"Wilcoxon p": fmt_p(r.wilcoxon_p), "r (paired runs)": _num(r.correlation, "+.2f")})
+        else:
+            rec["Mann–Whitney p"] = fmt_p(r.mann_whitney_p)
+        rec.update({"Seeds/arm for 80 % power": DASH if r.seeds_for_power is None else str(r.seeds_for_power),
                     "Note": "" if r.testable else f"not testable: {r.reason}"})
         records.append(rec)
     return pd.DataFrame(records)
+
+
+def _interval(point: float | None, low: float | None, high: float | None, fmt: str) -> str:
+    if point is None or low is None or high is None:
+        return DASH
+    return f"{format(point, fmt)} [{format(low, fmt)}, {format(high, fmt)}]"
+
+
+def display_beyond_table(rows: Sequence[stats.Comparison]) -> pd.DataFrame:
+    """"Beyond the t-test" strings: P(A > B), bootstrap interval, ASO, Bayesian ROPE, power per alpha.
+
+    Columns whose statistic no row has (e.g. the resampling ones from summary statistics) are left out.
+    """
+    alphas = rows[0].alphas if rows else stats.DEFAULT_ALPHAS
+    power_header = "Seeds/arm for 80 % power at α = " + " / ".join(f"{a:g}" for a in alphas)
+    records = []
+    for r in rows:
+        mean_ok = r.diff is not None and r.boot_low is not None
+        rec = {
+            "Comparison": r.label,
+            "P(A > B) [95 % CI]": (_interval(r.prob_improvement, r.pi_low, r.pi_high, ".2f") if r.pi_low is not None
+                                   else _num(r.prob_improvement, ".2f")),
+            "Δ mean [95 % bootstrap CI]": (f"{r.diff:+.2f} [{r.boot_low:+.2f}, {r.boot_high:+.2f}]" if mean_ok
+                                           else DASH),
+            "ASO ε(A≻B) / ε(B≻A)": (DASH if r.aso_a is None or r.aso_b is None
+                                    else f"{r.aso_a:.2f} / {r.aso_b:.2f}"),
+            "ROPE ± (points)": _num(r.rope, "g"),
+            "P(A better) / P(equiv.) / P(B better)": (
+                DASH if r.p_a_better is None else f"{r.p_a_better:.3f} / {r.p_equivalent:.3f} / {r.p_b_better:.3f}"),
+            power_header: (DASH if r.seeds_for_power_by_alpha is None else
+                           " / ".join(DASH if n is None else str(n) for n in r.seeds_for_power_by_alpha)),
+        }
+        records.append(rec)
+    out = pd.DataFrame(records)
+    for column in ("P(A > B) [95 % CI]", "Δ mean [95 % bootstrap CI]", "ASO ε(A≻B) / ε(B≻A)"):
+        if column in out and (out[column] == DASH).all():
+            out = out.drop(columns=[column])
+    return out
 
 
 def drop_empty_note(display: pd.DataFrame) -> pd.DataFrame:
@@ -191,23 +276,156 @@ def drop_empty_note(display: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_comparison_table(rows: Sequence[SummaryComparison]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(numeric, display) Table 4 from summary statistics, with the published-t check."""
-    numeric = comparison_table([r.comparison for r in rows]).drop(columns=["mann_whitney_p"])
+    """(numeric, display) Table 4 from summary statistics, with the audit of the published values:
+    the published t as printed, its consistency with the rounding, and per alpha whether the
+    published precision settles the decision ("?" where the rounding interval of t crosses the
+    critical value)."""
+    numeric = comparison_table([r.comparison for r in rows]).drop(columns=["mann_whitney_p", "wilcoxon_p",
+                                                                           "prob_improvement", "pi_low", "pi_high",
+                                                                           "boot_low", "boot_high", "aso_a", "aso_b",
+                                                                           "correlation", "paired"])
     display = display_comparison_table([r.comparison for r in rows]).drop(columns=["Mann–Whitney p"])
-    numeric["published_t"] = [np.nan if r.published_t is None else r.published_t for r in rows]
+    numeric["published_t"] = ["" if r.published_t_text is None else r.published_t_text for r in rows]
     numeric["t_low_rounding"] = [r.t_low for r in rows]
     numeric["t_high_rounding"] = [r.t_high for r in rows]
     numeric["consistent"] = ["" if r.consistent is None else ("Y" if r.consistent else "N") for r in rows]
     numeric["published_decisions"] = ["" if r.published_significant is None else
                                       "".join("Y" if s else "N" for s in r.published_significant) for r in rows]
+    numeric["settled_by_precision"] = ["".join(r.settled) for r in rows]
     note = display.pop("Note")
-    display["Published t"] = [DASH if r.published_t is None else f"{r.published_t:g}" for r in rows]
+    alphas = rows[0].comparison.alphas if rows else stats.DEFAULT_ALPHAS
+    display["Published t"] = [DASH if r.published_t_text is None else r.published_t_text for r in rows]
     display["t range (rounding)"] = [f"[{_num(r.t_low, '.3f')}, {_num(r.t_high, '.3f')}]" for r in rows]
     display["Consistent"] = [DASH if r.consistent is None else ("yes" if r.consistent else "NO") for r in rows]
     display["Decisions at published t"] = ["" if r.published_significant is None else
                                            "/".join("Y" if s else "N" for s in r.published_significant) for r in rows]
+    display["Settled by the published precision (α = " + " / ".join(f"{a:g}" for a in alphas) + ")"] = [
+        "/".join(r.settled) for r in rows]
     display["Note"] = note
     return numeric, drop_empty_note(display)
+
+
+def published_configuration_table(configurations: Sequence[Any]) -> pd.DataFrame:
+    """The configurations of a summary file as published: name, n, "mean ± sd" with the printed decimals.
+
+    Args:
+        configurations: harness.report.summary.Configuration entries, in file order.
+    """
+    return pd.DataFrame([{"Experiment": c.name, "n": str(c.n), "Mean ± sd (as published)":
+                          f"{c.mean.text} ± {c.sd.text}"} for c in configurations])
+
+
+# ---------------------------------------------------------------- seed planning and sequential seeds
+
+def mean_job_seconds(results: pd.DataFrame) -> dict[str, float | None]:
+    """variant -> mean wall-clock seconds of its finished jobs (None where no time is recorded)."""
+    if not len(results) or "wall_seconds" not in results:
+        return {}
+    out: dict[str, float | None] = {}
+    for variant, runs in results.groupby("variant", sort=False):
+        secs = pd.to_numeric(runs["wall_seconds"], errors="coerce").to_numpy(dtype=float)
+        secs = secs[np.isfinite(secs)]
+        out[str(variant)] = float(secs.mean()) if secs.size else None
+    return out
+
+
+def seed_plan_from_results(
+    results: pd.DataFrame, comparisons: Sequence[Any], metric: str = "val_f1", paired: bool = False,
+    alphas: tuple[float, ...] = stats.DEFAULT_ALPHAS, power: float = 0.8,
+) -> Any:
+    """`power.plan_seeds` on a study's finished runs (results.csv rows).
+
+    Args:
+        comparisons: objects with label, a, b (spec or record entries) or dicts with those keys.
+    Returns:
+        a harness.report.power.SeedPlan.
+    """
+    from harness.report import power as power_mod
+
+    def field(c: Any, key: str) -> str:
+        return str(c[key] if isinstance(c, dict) else getattr(c, key))
+
+    pilots = []
+    for c in comparisons:
+        a, b = field(c, "a"), field(c, "b")
+        xa, xb = comparison_scores(results, a, b, metric, paired)
+        pilots.append(power_mod.PilotComparison(field(c, "label"), a, b, xa, xb))
+    done = {}
+    for c in comparisons:
+        for v in (field(c, "a"), field(c, "b")):
+            done[v] = int(arm_scores(results, v, metric)[1].size)
+    return power_mod.plan_seeds(pilots, mean_job_seconds(results), runs_done=done, alphas=alphas, power=power,
+                                paired=paired)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """"42 s", "12 min", "3.4 h", "2.1 days" ("—" when unknown)."""
+    if seconds is None or not math.isfinite(seconds):
+        return DASH
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def seed_plan_table(plan: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric, display) of a power.SeedPlan: one row per comparison, then the study's total."""
+    heads = [f"{a:g}" for a in plan.alphas]
+    numeric_rows, display_rows = [], []
+    for c in plan.comparisons:
+        rec: dict[str, Any] = {"comparison": c.label, "a": c.a, "b": c.b, "n_a": c.n_a, "n_b": c.n_b,
+                               "effect": np.nan if c.effect is None else c.effect,
+                               "effect_kind": "d_z" if c.paired else "hedges_g",
+                               "correlation": np.nan if c.correlation is None else c.correlation}
+        shown = {"Comparison": c.label, "Runs (a / b)": f"{c.n_a} / {c.n_b}",
+                 ("d_z" if c.paired else "Hedges' g"): _num(c.effect, ".2f")}
+        for h, n, runs, secs in zip(heads, c.seeds_per_arm, c.extra_runs, c.extra_seconds):
+            rec[f"seeds_per_arm_{h}"] = "" if n is None else str(n)
+            rec[f"extra_runs_{h}"] = "" if runs is None else str(runs)
+            rec[f"extra_seconds_{h}"] = np.nan if secs is None else secs
+            shown[f"Seeds/arm at α = {h}"] = DASH if n is None else str(n)
+            shown[f"More runs, compute at α = {h}"] = DASH if runs is None else f"{runs}, {fmt_duration(secs)}"
+        shown["Note"] = c.reason
+        numeric_rows.append(rec)
+        display_rows.append(shown)
+    total = {"Comparison": "Study (each variant once)", "Runs (a / b)": "",
+             ("d_z" if plan.comparisons and plan.comparisons[0].paired else "Hedges' g"): ""}
+    for h, runs, secs in zip(heads, plan.extra_runs, plan.extra_seconds):
+        total[f"Seeds/arm at α = {h}"] = ""
+        total[f"More runs, compute at α = {h}"] = f"{runs}, {fmt_duration(secs)}"
+    total["Note"] = ("" if not plan.unplanned else "leaves out " + ", ".join(plan.unplanned))
+    display_rows.append(total)
+    return pd.DataFrame(numeric_rows), drop_empty_note(pd.DataFrame(display_rows))
+
+
+def seed_plan_text(plan: Any, metric: str = "val_f1") -> str:
+    """What `harness plan FILE --power` prints: a heading line and the plan as a Markdown table."""
+    _, display = seed_plan_table(plan)
+    what = METRIC_LABELS.get(metric, metric)
+    head = (f"Seeds per arm for {plan.power:.0%} power (two-sided t-test at each α) on {what}, from the "
+            "finished runs' effect sizes; compute from the measured job times. A pilot's effect size is "
+            "uncertain (3 seeds a side: by a factor of about 2), its seed counts by about 4.\n\n")
+    return head + to_markdown(display)
+
+
+def sequential_table(decisions: Sequence[Any], design: Any) -> pd.DataFrame:
+    """Display frame of harness.report.sequential decisions: status, look, seeds used, |t| and boundary."""
+    rows = []
+    for d in decisions:
+        last = len(d.t) - 1
+        rows.append({"Comparison": d.label,
+                     "Decision": {"significant": "significant", "not significant": "not significant",
+                                  "continue": "open"}[d.status] + (
+                         "" if d.status != "significant" else (" (A > B)" if d.direction > 0 else " (B > A)")),
+                     "Seeds/arm used": DASH if d.n is None else str(d.n),
+                     "Seeds/arm saved": DASH if d.n is None else str(design.looks[-1] - d.n),
+                     "|t| (last look)": DASH if last < 0 else _num(abs(d.t[last]), ".2f"),
+                     "Boundary |t|": DASH if last < 0 else _num(d.critical_t[last], ".2f"),
+                     "Local α": f"{d.level:.4g}"})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- renderers

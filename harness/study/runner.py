@@ -459,9 +459,9 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
         generation_epochs=base.curriculum.generation_epochs,
         tables=tuple(TableInfo(t.name, t.caption, tuple(t.variants)) for t in spec.tables),
         variants=tuple(VariantInfo(v.name, factors[v.name]) for v in spec.variants),
-        comparisons=tuple(ComparisonInfo(c.label, c.a, c.b) for c in spec.comparisons),
+        comparisons=tuple(ComparisonInfo(c.label, c.a, c.b, c.rope) for c in spec.comparisons),
         reference_rows=tuple(teacher_rows), seeds=tuple(study.seeds), jobs=tuple(j.job_id for j in jobs),
-        tune_jobs=tuple(j.job_id for j in tune_jobs), git_commit=git_commit(),
+        tune_jobs=tuple(j.job_id for j in tune_jobs), git_commit=git_commit(), paired=spec.paired,
     )
     write_record(run_dir / STUDY, record)
 

@@ -1,0 +1,209 @@
+"""Report sections beyond the paper's Table 4: build.py hooks these in.
+
+- `beyond_blocks`: per metric, the "beyond the t-test" table (P(A > B), bootstrap interval, ASO,
+  Bayesian ROPE, seeds for power at every alpha); `forest_blocks`: the forest plot of every
+  comparison, validation and test side by side, over each comparison's ROPE band.
+- `sequential_blocks`: the group-sequential decisions on validation F1 and the figure of each
+  comparison's |t| path against its boundary; the design comes from study["sequential"] (a study
+  run with `--until-decided`) or, for a fixed-seed study, is applied in retrospect.
+- `summary_blocks`: the configurations as published, the Bayesian and power columns that need only
+  means, sds and n, and the forest plot, for `report --summary`.
+
+Every random draw comes from `np.random.default_rng(seed)` (REPORT_SEED unless given), split into
+independent child generators per table and comparison: the same runs give the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.report import figures, sequential, stats, tables
+
+REPORT_SEED = 0
+
+HOW_TO_READ_BEYOND = (
+    "How to read the tables beyond the t-test. P(A > B) is the probability that a run of a scores higher "
+    "than a run of b (ties count half; Bouthillier et al. 2021), with its 95 % percentile bootstrap "
+    "interval: an interval above 0.5 says a is reliably better, and above about 0.75 that the gain is "
+    "worth having. Δ mean [95 % bootstrap CI] is the difference of means with an interval that does not "
+    "assume normal scores (compare it with the t interval of Table 4). ASO ε(A≻B) / ε(B≻A) are Almost "
+    "Stochastic Order's upper bounds on how far each direction of dominance is violated (Dror et al. "
+    "2019; deepsig's algorithm): ε(A≻B) < 0.5 says a is better more often than not, < 0.2 (deepsig's "
+    "recommendation) that a is better; both near 0.5 means no order. P(A better) / P(equiv.) / "
+    "P(B better) is the Bayesian comparison of the means (Benavoli et al. 2017; Student posterior, "
+    "flat prior, computed with baycomp): the posterior probability that the difference exceeds the "
+    "ROPE, lies within ±ROPE F1 points (practically equivalent), or falls below it; decide when one of "
+    "the three exceeds 0.95. Seeds/arm for 80 % power is the runs per configuration a two-sided t-test "
+    "needs at each α to detect the observed effect 80 % of the time. With paired seeds (`paired = "
+    "true`), t, df, p and the intervals are the paired ones, r is the correlation between paired runs "
+    "(positive r is what pairing gains), and the rank test is Wilcoxon's signed-rank."
+)
+SEQUENTIAL_NOTE = (
+    "How to read the sequential decisions. At each look (seeds per arm) a comparison whose |t| reaches "
+    "its boundary is decided and its arms need no more seeds for it; one still open after the last look "
+    "is not significant. Boundaries: {spending} alpha spending over the looks, {family}, critical values "
+    "for the t statistic calibrated by simulation ({simulated}). Local α is the level of the boundary in "
+    "force when the comparison was decided (α / number still open, with Holm)."
+)
+
+
+def _block(*args: Any, **kwargs: Any) -> Any:
+    from harness.report.build import Block
+
+    return Block(*args, **kwargs)
+
+
+def _write(out_dir: Path, stem: str, numeric: pd.DataFrame, display: pd.DataFrame, caption: str) -> None:
+    from harness.report.build import _write_table
+
+    _write_table(out_dir, stem, numeric, display, caption)
+
+
+def _arr(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def forest_blocks(out_dir: Path, rows_by_metric: dict[str, Sequence[stats.Comparison]], stem: str = "forest",
+                  caption: str = "Comparisons: difference of means with 95 % t intervals (dotted: bootstrap); "
+                                 "grey: ROPE") -> list[Any]:
+    """One forest plot of every comparison, the metrics side by side (figures/<stem>.*).
+
+    Args:
+        rows_by_metric: metric ("val_f1", "test_f1", or a caption) -> its Table 4 rows, same comparisons.
+    """
+    first = next(iter(rows_by_metric.values()))
+    if not first:
+        return []
+    names = {m: tables.METRIC_LABELS.get(m, m) for m in rows_by_metric}
+    diff = {names[m]: _arr([r.diff for r in rows]) for m, rows in rows_by_metric.items()}
+    low = {names[m]: _arr([r.ci_low for r in rows]) for m, rows in rows_by_metric.items()}
+    high = {names[m]: _arr([r.ci_high for r in rows]) for m, rows in rows_by_metric.items()}
+    boot = {names[m]: (_arr([r.boot_low for r in rows]), _arr([r.boot_high for r in rows]))
+            for m, rows in rows_by_metric.items() if any(r.boot_low is not None for r in rows)}
+    ax = figures.plot_forest([r.label for r in first], diff, low, high, _arr([r.rope for r in first]), boot or None,
+                             title=caption)
+    figures.save_figure(ax.figure, out_dir / "figures" / stem)
+    return [_block("figure", caption, path=Path(f"figures/{stem}.png"))]
+
+
+def beyond_blocks(out_dir: Path, rows: Sequence[stats.Comparison], metric: str) -> list[Any]:
+    """The "beyond the t-test" table of one metric (files table4_<metric>_beyond.*)."""
+    what = tables.METRIC_LABELS.get(metric, metric)
+    caption = f"Beyond the t-test on {what}"
+    display = tables.display_beyond_table(rows)
+    _write(out_dir, f"table4_{metric}_beyond", tables.comparison_table(rows), display, caption)
+    return [_block("table", caption, table=display)]
+
+
+def retrospective_looks(n_max: int) -> tuple[int, ...]:
+    """Looks for applying the sequential design to a fixed-seed study with n_max seeds per arm:
+    3, 5, 10, 20, 40 below n_max, then n_max (2 and 3 for a 3-seed study)."""
+    looks = [n for n in (3, 5, 10, 20, 40) if n < n_max] + [n_max]
+    if len(looks) == 1 and n_max >= 3:
+        looks = [2, n_max]
+    return tuple(looks)
+
+
+def sequential_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, Any],
+                      seed: int = REPORT_SEED, metric: str = "val_f1") -> list[Any]:
+    """Sequential decisions and paths on `metric` (see the module docstring); [] when not applicable."""
+    comparisons = study.get("comparisons", [])
+    paired = bool(study.get("paired", False))
+    if not comparisons or not len(results):
+        return []
+    scores = [tables.comparison_scores(results, c["a"], c["b"], metric, paired) for c in comparisons]
+    n_max = max(min(a.size, b.size) for a, b in scores)
+    config = dict(study.get("sequential") or {})
+    if config:
+        looks = tuple(int(n) for n in config["looks"])
+        heading = "Sequential seeds (--until-decided)"
+    elif n_max >= (4 if paired else 3):
+        looks = retrospective_looks(n_max)
+        heading = f"Sequential seeds in retrospect (looks at {', '.join(map(str, looks))} seeds per arm)"
+    else:
+        return []
+    design = sequential.design_sequential(
+        looks, len(comparisons), rng=np.random.default_rng(int(config.get("seed", seed))),
+        alpha=float(config.get("alpha", 0.05)), family=str(config.get("family", "holm")),
+        spending=str(config.get("spending", sequential.DEFAULT_SPENDING)),
+        rho=float(config.get("rho", sequential.DEFAULT_RHO)), paired=paired)
+    labels = [c.get("label", f"{c['a']} vs {c['b']}") for c in comparisons]
+    decisions = sequential.sequential_decisions(design, scores, labels)
+    display = tables.sequential_table(decisions, design)
+    caption = (f"{heading}: decisions on {tables.METRIC_LABELS.get(metric, metric)}"
+               + ("" if config else "; what --until-decided would have run"))
+    _write(out_dir, "sequential", display, display, caption)
+    paths = {d.label: np.array(d.t) for d in decisions}
+    bounds = {d.label: np.array(d.critical_t) for d in decisions}
+    decided = {d.label: (d.look - 1 if d.status == "significant" and d.look else None) for d in decisions}
+    fig_caption = "Sequential path of each comparison's |t| (points) against its boundary (dashed); star: decided"
+    fig = figures.plot_sequential_paths(design.looks, paths, bounds, decided, title=fig_caption)
+    figures.save_figure(fig, out_dir / "figures" / "sequential_paths")
+    spending = {"kim-demets": f"Kim-DeMets (α τ^{design.rho:g})", "obrien-fleming": "Lan-DeMets O'Brien-Fleming-type",
+                "pocock": "Lan-DeMets Pocock-type"}[design.spending]
+    m, top = design.n_comparisons, design.boundary(design.n_comparisons)
+    if design.family == "holm":
+        family = (f"group-sequential Holm over the {m} comparisons (family-wise error {design.alpha:g} over all "
+                  "comparisons and looks)")
+        simulated = (f"with all {m} comparisons open and no effect, the simulated chance that any crosses is at "
+                     f"most {m * top.simulated_alpha:.4f} ± {m * top.simulated_alpha_se:.4f}")
+    else:
+        family = f"each comparison at α = {design.alpha:g} over its looks"
+        simulated = f"simulated type I error of a comparison: {top.simulated_alpha:.4f} ± {top.simulated_alpha_se:.4f}"
+    note = SEQUENTIAL_NOTE.format(spending=spending, family=family, simulated=simulated)
+    return [_block("h2", heading), _block("table", caption, table=display), _block("p", note),
+            _block("figure", fig_caption, path=Path("figures/sequential_paths.png"))]
+
+
+def summary_blocks(out_dir: Path, table: Any, rows: Sequence[Any], seed: int = REPORT_SEED) -> list[Any]:
+    """For `report --summary`: configurations as published, the Bayesian and power columns from means,
+    sds and n alone, the forest plot, and what the sequential design would spend on these effects."""
+    configs = tables.published_configuration_table(list(table.configurations.values()))
+    caption_c = f"Configurations as published ({table.metric or 'metric as given'})"
+    _write(out_dir, "configurations_published", configs, configs, caption_c)
+    comparisons = [r.comparison for r in rows]
+    caption_b = "Beyond the t-test from summary statistics: Bayesian ROPE comparison and seeds for 80 % power"
+    beyond = tables.display_beyond_table(comparisons)
+    numeric = tables.comparison_table(comparisons)[["comparison", "a", "b", "rope", "p_a_better", "p_equivalent",
+                                                    "p_b_better", *[f"seeds_for_80_power_{a:g}"
+                                                                    for a in comparisons[0].alphas]]]
+    _write(out_dir, "table4_summary_beyond", numeric, beyond, caption_b)
+    forest = forest_blocks(out_dir, {table.metric or "published": comparisons}, "forest_summary",
+                           "Comparisons: difference of published means with 95 % t intervals; grey: ROPE")
+    return [_block("table", caption_c, table=configs), _block("table", caption_b, table=beyond), *forest,
+            *_simulated_sequential_blocks(out_dir, table, seed)]
+
+
+def _simulated_sequential_blocks(out_dir: Path, table: Any, seed: int, n_studies: int = 4000) -> list[Any]:
+    """What --until-decided would spend on these effects: the published means and sds taken as true,
+    normal scores, the default design (looks from the published n), simulated."""
+    n_max = min(c.n for c in table.configurations.values())
+    if n_max < 3:
+        return []
+    looks = retrospective_looks(n_max)
+    pairs = [(c.a, c.b) for c in table.comparisons]
+    truth = {name: (c.mean.value, c.sd.value) for name, c in table.configurations.items()}
+    diff, sd_a, sd_b = sequential.paper_effects(truth, pairs)
+    if np.any((sd_a == 0) & (sd_b == 0)):
+        return []
+    rng_design, rng_sim = np.random.default_rng(seed).spawn(2)
+    design = sequential.design_sequential(looks, len(pairs), rng=rng_design)
+    sim = sequential.simulate_design(design, diff, sd_a, sd_b, n_studies, rng_sim)
+    rows = []
+    for i, spec in enumerate(table.comparisons):
+        rec: dict[str, str] = {"Comparison": spec.label}
+        for k, n in enumerate(looks):
+            rec[f"P(decided at {n})"] = f"{(sim.decided_at[:, i] == k).mean():.2f}"
+        rec[f"P(significant by {looks[-1]})"] = f"{(sim.decided_at[:, i] >= 0).mean():.2f}"
+        rec["Expected seeds/arm"] = f"{sim.seeds_per_arm[:, i].mean():.1f}"
+        rows.append(rec)
+    display = pd.DataFrame(rows)
+    caption = (f"Sequential seeds on the published effects (simulated): --until-decided --looks "
+               f"{','.join(map(str, looks))}, {n_studies} simulated studies with the published means and sds "
+               f"as the truth; the family uses {sim.seeds_per_arm.mean():.1f} of {looks[-1]} seeds per arm on average")
+    _write(out_dir, "sequential_simulated", display, display, caption)
+    return [_block("table", caption, table=display)]
