@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU (CUDA only)")
     run.add_argument("--name", help="the run directory's name under --runs (default: <study>-<profile>, plus a "
                      "digest of the overrides when there are any)")
+    run.add_argument("--until-decided", action="store_true", help="run seeds in rounds; stop adding seeds to a "
+                     "comparison once decided (group-sequential boundary, family error at 0.05)")
+    run.add_argument("--max-seeds", type=int, default=None, help="with --until-decided: the last look (default 10)")
+    run.add_argument("--looks", default=None, help="with --until-decided: seeds per arm at each look, e.g. 3,5,10")
     run.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
     run.add_argument("--force", action="store_true", help="run every job again, finished ones included")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory")
@@ -183,7 +187,12 @@ def cmd_run(args) -> int:
                          threads=args.threads, scheduler=args.scheduler, dask_resources=args.dask_resources,
                          jobs_per_gpu=args.jobs_per_gpu, name=args.name, rerun_failed=args.rerun_failed,
                          force=args.force)
-    outcome = run_study(study, options)
+    if args.until_decided:
+        from harness.study.sequential_run import run_until_decided
+
+        outcome = run_until_decided(study, options, _looks(args))
+    else:
+        outcome = run_study(study, options)
     print(f"results: {outcome.run_dir / 'results.csv'} ({outcome.total} jobs: {outcome.ran} ran, "
           f"{outcome.skipped} kept from before, {len(outcome.failed)} failed)")
     if not args.no_report:
@@ -254,6 +263,20 @@ def _recorded(run_dir: Path, record) -> _Target:
     r = record.resolution
     overrides = " ".join(f"--set {o}" for o in r.overrides) or "no overrides"
     return _Target(run_dir, f"study {record.name} ({r.profile}, {overrides})", rows)
+
+
+def _looks(args) -> tuple[int, ...]:
+    """--looks 3,5,10 and --max-seeds N -> the looks (seeds per arm), ending at --max-seeds."""
+    top = args.max_seeds or 10
+    if args.looks is None:
+        return tuple(n for n in (3, 5, 10) if n < top) + (top,)
+    try:
+        looks = tuple(int(x) for x in args.looks.split(","))
+    except ValueError as e:
+        raise HarnessError(f"--looks {args.looks!r}: expected seeds per arm separated by commas, e.g. 3,5,10") from e
+    if args.max_seeds is not None and looks[-1] != args.max_seeds:
+        raise HarnessError(f"--looks {args.looks} must end at --max-seeds {args.max_seeds}")
+    return looks
 
 
 def cmd_plan(args) -> int:

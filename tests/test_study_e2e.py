@@ -287,3 +287,18 @@ def test_plan_power_reads_the_finished_runs(workdir, finished):
     out = harness("plan", str(run_dir), "--power", cwd=workdir).stdout
     assert "Seeds per arm for 80% power" in out and "| Event mask vs none | 2 / 2 |" in out
     assert "Seeds/arm at α = 0.05" in out
+
+
+def test_until_decided_runs_rounds_and_records_its_design(workdir):
+    args = run_args(workdir, "--until-decided", "--looks", "2,3", "--set", "train.steps=6", "--no-report",
+                    "--name", "sequential", runs="runs-sequential")
+    out = harness(*args, cwd=workdir).stdout
+    assert "until decided: round with seeds per variant {'EF+SW+EM+CS': 2, 'SW+NM+NS': 2}" in out
+    run_dir = workdir / "runs-sequential" / "sequential"
+    study = json.loads((run_dir / "study.json").read_text())
+    assert study["sequential"]["looks"] == [2, 3] and study["sequential"]["spending"] == "kim-demets"
+    table = pd.read_csv(run_dir / "results.csv")
+    decided_at_first = "Event mask vs none: continue" not in out
+    assert len(table) == (4 if decided_at_first else 6)  # a second round only while the comparison is open
+    again = harness(*args, cwd=workdir).stdout  # resumes: decisions recomputed from the finished runs
+    assert "already finished" in again and len(pd.read_csv(run_dir / "results.csv")) == len(table)

@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Mapping
 
 from harness.errors import ConfigError, HarnessError
 from harness.records import (
@@ -113,8 +113,12 @@ def status_of(run_dir: Path, job: JobSpec | str) -> str:
     return "pending"
 
 
-def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], None] = print) -> RunOutcome:
+def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], None] = print,
+              seed_counts: Mapping[str, int] | None = None, sequential: dict | None = None) -> RunOutcome:
     """Run every pending job of `study` and write the tidy tables.
+
+    `seed_counts` (variant -> n) keeps only each variant's first n seeds (a round of --until-decided, whose
+    design `sequential` is recorded in study.json).
 
     Raises:
         StudyLocked: another run of the same study is in progress.
@@ -130,8 +134,10 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
         tune_jobs = expand_tuning(study, keys)
         lambdas = _tuning_stage(study, tune_jobs, options, run_dir, echo, data)
         jobs = expand(study, lambdas, keys)
+        if seed_counts is not None:
+            jobs = [j for j in jobs if study.seeds.index(j.seed) < seed_counts.get(j.variant, 0)]
         bundles = _shared_stages(jobs, options, echo, data)
-        _write_study(study, run_dir, jobs, tune_jobs, bundles, data)
+        _write_study(study, run_dir, jobs, tune_jobs, bundles, data, sequential)
         try:
             outcome = _run_jobs(jobs, bundles, options, run_dir, echo, label="jobs")
         finally:  # after Ctrl-C too: the tables show every job that finished
@@ -438,7 +444,7 @@ def _write_tuning_table(run_dir: Path, records: list[Result]) -> None:
 
 
 def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_jobs: list[JobSpec],
-                 bundles: dict[str, Path], data: DataState) -> None:
+                 bundles: dict[str, Path], data: DataState, sequential: dict | None = None) -> None:
     """study.json: the resolution, what the report needs (tables, variants, comparisons, teacher F1), job ids."""
     spec = study.spec
     teacher_rows = []
@@ -462,6 +468,7 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
         comparisons=tuple(ComparisonInfo(c.label, c.a, c.b, c.rope) for c in spec.comparisons),
         reference_rows=tuple(teacher_rows), seeds=tuple(study.seeds), jobs=tuple(j.job_id for j in jobs),
         tune_jobs=tuple(j.job_id for j in tune_jobs), git_commit=git_commit(), paired=spec.paired,
+        sequential=sequential,
     )
     write_record(run_dir / STUDY, record)
 
