@@ -326,9 +326,14 @@ def cmd_status(args) -> int:
     print(f"{target.title} in {target.run_dir}: " + ", ".join(
         f"{counts.get(s, 0)} {s}" for s in ("done", "running", "failed", "interrupted", "damaged", "pending"))
           + f" of {len(replicates)}" + (f" ({target.note})" if target.note else ""))
+    from harness.study.job import attempts
+
     for job_id, variant, seed, *_ in replicates:
-        if states[job_id] in ("failed", "damaged"):
-            print(f"  {states[job_id]}: {variant} seed {seed}: {target.run_dir / 'jobs' / job_id / 'log.txt'}")
+        directory = target.run_dir / "jobs" / job_id
+        tries = attempts(directory)
+        if states[job_id] in ("failed", "damaged", "running", "interrupted") or tries > 1:
+            print(f"  {states[job_id]}: {variant} seed {seed} ({tries} attempt{'s' if tries != 1 else ''}): "
+                  f"{directory / 'log.txt'}")
     return 0
 
 

@@ -233,6 +233,8 @@ def test_failed_job_is_recorded_and_named(workdir):
     assert again.returncode == 0 and "4 of 4 already finished or failed before" in again.stdout
     rerun = harness(*args, "--rerun-failed", cwd=workdir, check=False)
     assert rerun.returncode == 1 and "running 2" in rerun.stdout
+    log = Path(record["log"]).read_text()  # every attempt in the job's log, with a separator
+    assert "==== attempt 1 of job" in log and "==== attempt 2 of job" in log
 
 
 def free_port() -> int:

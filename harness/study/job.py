@@ -26,7 +26,16 @@ from harness.constants import CLASSES
 from harness.errors import HarnessError
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.method.train import EpochRecord, evaluate, train_student
-from harness.records import Failure, JobRecord, Provenance, Result, atomic_file, write_json, write_record
+from harness.records import (
+    Failure,
+    JobRecord,
+    Provenance,
+    Result,
+    atomic_file,
+    read_json,
+    write_json,
+    write_record,
+)
 from harness.schema import EPOCH_COLUMNS
 from harness.study.devices import device_lease
 from harness.study.environment import git_commit
@@ -144,8 +153,12 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         (directory / ERROR).unlink(missing_ok=True)
         threads = max(1, threads)
         torch.set_num_threads(threads)
-        write_json(directory / STARTED, {"pid": os.getpid(), "host": os.uname().nodename, "time": time.time()})
+        attempt = attempts(directory) + 1
+        write_json(directory / STARTED, {"pid": os.getpid(), "host": os.uname().nodename, "time": time.time(),
+                                         "attempt": attempt})
         handler = _job_logger(directory)
+        logging.getLogger("harness.job").info("==== attempt %d of job %s (%s seed %d), pid %d on %s ====", attempt,
+                                              job.job_id, job.variant, job.seed, os.getpid(), os.uname().nodename)
         with _thread_limit(threads), device_lease(job.config.train.device, jobs_per_gpu) as device:
             result = run_job(job, Path(bundle_root), directory, device, threads)
         return ok_summary(result)
@@ -155,6 +168,14 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         if handler is not None:
             logging.getLogger("harness").removeHandler(handler)
             handler.close()
+
+
+def attempts(directory: Path) -> int:
+    """How many times the job in `directory` has been started (0 when never)."""
+    try:
+        return int(read_json(Path(directory) / STARTED).get("attempt", 1))
+    except (HarnessError, AttributeError, TypeError, ValueError):
+        return 0
 
 
 def _record_failure(job: JobSpec, directory: Path, error: Exception, seconds: float) -> dict:
