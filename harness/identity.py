@@ -34,8 +34,8 @@ FEATURES_VERSION = 2
 TEACHER_VERSION = 1
 # 2: paths relative to the bundle, checksums in the manifest, teacher scores outside the bundle.
 BUNDLE_VERSION = 2
-# 1: the training loop of harness/method/train.py.
-JOB_VERSION = 1
+# 2: events end at each clip's real duration (no events in the padding frames of a short clip).
+JOB_VERSION = 2
 
 # Dotted config fields that cannot change a job's numbers: where it runs, what it keeps, which of two
 # evaluators with identical results scores it, and where a teacher file lies (its content is keyed).

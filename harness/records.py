@@ -373,6 +373,17 @@ class Result:
     provenance: Provenance
     per_class: dict[str, dict[str, float | None]]  # split -> class -> event F1 (%)
     status: Literal["ok"] = "ok"
+    # Threshold-independent and DCASE 2021+ metrics (%), from the raw frame probabilities of the best epoch
+    # (harness.evaluation.psds); None where a split has no reference event or the result predates them.
+    val_psds1: float | None = None
+    val_psds2: float | None = None
+    test_psds1: float | None = None
+    test_psds2: float | None = None
+    val_intersection_f1: float | None = None
+    test_intersection_f1: float | None = None
+    val_collar_f1: float | None = None
+    test_collar_f1: float | None = None
+    metric_versions: dict[str, str] = field(default_factory=dict)  # sed_scores_eval, sed_eval, psds_eval
 
 
 FailureKind = str  # "TrainingDiverged", "WorkerDied", an exception's class name, ...

@@ -20,6 +20,14 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "test_f1",  # macro event-based F1 on test (%), best epoch's weights
     "val_segment_f1",  # macro segment-based F1 (1 s) on validation (%)
     "test_segment_f1",
+    "val_psds1",  # PSDS1 (DCASE 2021-2024 Task 4 parameters) on validation (%), sed_scores_eval
+    "val_psds2",
+    "test_psds1",
+    "test_psds2",
+    "val_intersection_f1",  # intersection-based F1 at threshold 0.5 (%)
+    "test_intersection_f1",
+    "val_collar_f1",  # collar-based F1 at threshold 0.5 (%), sed_scores_eval
+    "test_collar_f1",
     "best_epoch",
     "steps",
     "wall_seconds",
@@ -33,6 +41,7 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "cuda_version",
     "harness_version",
     "git_commit",
+    "sed_scores_eval_version",  # published PSDS values moved between metric package versions
 )
 
 # Columns that must agree between the runs of one table row (harness.report refuses to mix them).

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.errors import ConfigError, DataError
-from harness.evaluation.metrics import event_based, segment_based
+from harness.evaluation.metrics import event_based, event_counts_per_clip, macro_f1_from_counts, segment_based
 
 COLS = ["filename", "onset", "offset", "event_label"]
 CL = ("A", "B", "C")
@@ -184,3 +184,17 @@ def test_fast_equals_sed_eval_on_random_cases():
 def test_unknown_evaluator_is_a_config_error():
     with pytest.raises(ConfigError, match="evaluator"):
         event_based(_df([]), _df([]), ["x"], evaluator="fastest", classes=CL)
+
+
+def test_per_clip_counts_add_up_to_event_based():
+    # The bootstrap re-weights these: their sum must be event_based's counts, and the vectorised
+    # macro F of a sum must be event_based's macro F (NaN classes included).
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        ids, ref, est = _random_case(rng, n_files=8)
+        per_clip = event_counts_per_clip(ref, est, ids, classes=CL)
+        scores = event_based(ref, est, ids, classes=CL)
+        assert per_clip.shape == (8, 3, 3)
+        assert [tuple(row) for row in per_clip.sum(axis=0).tolist()] == [scores.counts[c] for c in CL]
+        assert _same(float(macro_f1_from_counts(per_clip.sum(axis=0))), scores.macro_f1)
+    assert math.isnan(float(macro_f1_from_counts(np.zeros((3, 3)))))  # no reference, no output

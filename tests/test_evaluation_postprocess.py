@@ -15,6 +15,7 @@ from harness.evaluation.postprocess import (
     gate,
     median_windows,
     postprocess,
+    real_frames,
     to_events,
 )
 
@@ -145,3 +146,55 @@ def test_probabilities_round_trip(tmp_path):
     np.testing.assert_array_equal(probs.clip, clip)
     with pytest.raises(DataError, match="2 clips"):
         write_probabilities(path, ["a", "b"], frame, clip)
+
+
+def test_real_frames_by_hand():
+    # 9.1 / 0.02 is 454.99999999999994 in floats: still 455 frames; a hair over 10 s is not 501.
+    np.testing.assert_array_equal(real_frames([9.1, 10.0, 10.0000001, 12.0, 0.001, 9.105], 500),
+                                  [455, 500, 500, 500, 1, 456])
+    with pytest.raises(DataError, match="clip #1"):
+        real_frames([10.0, 0.0], 500)
+
+
+def test_to_events_end_at_the_clips_duration():
+    binary = np.zeros((2, 1, 500), dtype=bool)
+    binary[0, 0, 400:] = True  # from 8.0 s into the padding of a 9.1 s clip
+    binary[1, 0, 490:] = True  # to the end of a full clip
+    events = to_events(binary, ["short.wav", "full.wav"], classes=("A",), durations=[9.1, 10.0])
+    assert events[["filename", "onset", "offset"]].values.tolist() == [["short.wav", 8.0, 9.1], ["full.wav", 9.8, 10.0]]
+    assert to_events(binary, ["short.wav", "full.wav"], classes=("A",))["offset"].max() == 10.0  # no durations
+    padding_only = np.zeros((1, 1, 500), dtype=bool)
+    padding_only[0, 0, 470:480] = True
+    assert to_events(padding_only, ["short.wav"], classes=("A",), durations=[9.1]).empty
+
+
+def test_postprocess_with_durations_equals_the_clip_cut_to_its_real_frames():
+    # Padding frames (model output on padded features) must neither become events nor shift the
+    # median filter at the clip's real end: the result is that of the clip's 455 real frames alone.
+    rng = np.random.default_rng(0)
+    frame = rng.uniform(0, 1, (3, len(CLASSES), 500))
+    clip = np.ones((3, len(CLASSES)))
+    frame[0, :, 455:] = 1.0 - frame[0, :, 455:]  # garbage padding of the 9.1 s clip
+    windows = np.full(len(CLASSES), 7)
+    cfg, ids = PostprocessConfig(), ["short.wav", "full.wav", "other.wav"]
+    events = postprocess(frame, clip, ids, windows, cfg, durations=[9.1, 10.0, 10.0])
+    assert events["offset"].max() <= 10.0
+    short = events[events["filename"] == "short.wav"].reset_index(drop=True)
+    assert short["offset"].max() <= 9.1
+    alone = postprocess(frame[:1, :, :455], clip[:1], ids[:1], windows, cfg)
+    alone["offset"] = np.minimum(alone["offset"], 9.1)  # 455 * 0.02 = 9.1 up to float noise
+    pd.testing.assert_frame_equal(short, alone)
+    rest = events[events["filename"] != "short.wav"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rest, postprocess(frame[1:], clip[1:], ids[1:], windows, cfg))
+    with pytest.raises(DataError, match="one duration per clip"):
+        postprocess(frame, clip, ids, windows, cfg, durations=[9.1])
+
+
+def test_probabilities_round_trip_with_durations(tmp_path):
+    frame, clip = np.zeros((2, len(CLASSES), 5), np.float32), np.zeros((2, len(CLASSES)), np.float32)
+    write_probabilities(tmp_path / "p.npz", ["a", "b"], frame, clip, durations=[9.1, 10.0])
+    np.testing.assert_array_equal(read_probabilities(tmp_path / "p.npz").durations, [9.1, 10.0])
+    write_probabilities(tmp_path / "q.npz", ["a", "b"], frame, clip)
+    assert read_probabilities(tmp_path / "q.npz").durations is None
+    with pytest.raises(DataError, match="durations for 2 clips"):
+        write_probabilities(tmp_path / "r.npz", ["a", "b"], frame, clip, durations=[9.1])

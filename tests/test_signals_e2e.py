@@ -70,6 +70,9 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     assert not [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     finished = {p.parent.name: p.read_bytes() for p in run_dir.glob("jobs/*/result.json")}
     assert 1 <= len(finished) < 4
+    in_flight = [p.parent for p in run_dir.glob("jobs/*/started.json") if p.parent.name not in finished]
+    for job in in_flight:  # stopped at a step boundary with its checkpoint written, not killed mid-step
+        assert (job / "checkpoint.pt").exists() and "stopped " in (job / "log.txt").read_text()
     assert len(pd.read_csv(run_dir / "results.csv")) == len(finished)  # the tables were rebuilt
     status = subprocess.run([sys.executable, "-m", "harness", "status", str(run_dir)], capture_output=True,
                             text=True, cwd=tmp_path).stdout
@@ -82,3 +85,5 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     for job_id, data in finished.items():  # never redone
         assert (run_dir / "jobs" / job_id / "result.json").read_bytes() == data
     assert len(pd.read_csv(run_dir / "results.csv")) == 4
+    for job in in_flight:
+        assert "resumed from checkpoint at epoch" in (job / "log.txt").read_text()

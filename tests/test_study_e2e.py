@@ -304,3 +304,43 @@ def test_until_decided_runs_rounds_and_records_its_design(workdir):
     assert len(table) == (4 if decided_at_first else 6)  # a second round only while the comparison is open
     again = harness(*args, cwd=workdir).stdout  # resumes: decisions recomputed from the finished runs
     assert "already finished" in again and len(pd.read_csv(run_dir / "results.csv")) == len(table)
+
+
+def test_a_job_killed_at_several_points_resumes_to_the_same_numbers(workdir, local40):
+    """kill -9 of the whole study (driver and workers) at several points of one job's training; each run
+    resumes from the job's last checkpoint, and the end is bit-identical to the uninterrupted run."""
+    args = run_args(workdir, "--jobs", "1", *STEPS40, "--set", "seeds=[0]", runs="runs-resume")
+    reference = local40[local40["seed"] == 0].reset_index(drop=True)
+    kills = 0
+    for _ in range(3):
+        process = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=workdir, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            checkpoints = list((workdir / "runs-resume").glob("*/jobs/*/checkpoint.pt"))
+            if checkpoints and checkpoints[0].stat().st_mtime > time.time() - 5:
+                time.sleep(0.3 * (kills + 1))  # a little later each time: another point of training
+                break
+            time.sleep(0.05)
+        if process.poll() is not None:
+            break  # finished before the kill point
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        kills += 1
+    assert kills >= 1
+    out = harness(*args, cwd=workdir)
+    run_dir = next((workdir / "runs-resume").glob("*/study.json")).parent
+    table = pd.read_csv(run_dir / "results.csv").reset_index(drop=True)
+    cols = ["job_id", "val_f1", "test_f1", "val_segment_f1", "test_segment_f1", "best_epoch", "steps"]
+    pd.testing.assert_frame_equal(table[cols], reference[[c for c in cols]])
+    logs = "".join(p.read_text() for p in run_dir.glob("jobs/*/log.txt"))
+    assert "resumed from checkpoint at epoch" in logs
+    job = run_dir / "jobs" / table["job_id"][0]
+    twin = workdir / "runs-local40" / local40_name(workdir) / "jobs" / table["job_id"][0]
+    for name in ("predictions_validation.tsv", "predictions_test.tsv"):
+        assert (job / name).read_bytes() == (twin / name).read_bytes()
+    import torch
+
+    ours, theirs = torch.load(job / "best.pt"), torch.load(twin / "best.pt")
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert not (job / "checkpoint.pt").exists()  # removed once the result is written

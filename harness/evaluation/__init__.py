@@ -1,1 +1,2 @@
-"""Post-processing, metrics (sed_eval-exact event/segment F1) and prediction files."""
+"""Post-processing, metrics (sed_eval-exact event/segment F1, PSDS with sed_scores_eval), bootstrap
+intervals within a run, and prediction files."""

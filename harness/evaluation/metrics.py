@@ -162,6 +162,70 @@ def segment_based(
 # Input checks
 
 
+def event_counts_per_clip(
+    reference: pd.DataFrame,
+    estimated: pd.DataFrame,
+    clip_ids: Sequence[str],
+    t_collar: float = 0.2,
+    percentage_of_length: float = 0.2,
+    classes: Sequence[str] = CLASSES,
+) -> np.ndarray:
+    """Event-based counts of every clip and class, the additive pieces of event_based.
+
+    sed_eval matches events file by file, so the counts of a set of clips are the sums of the
+    clips' counts: counts.sum(axis=0) are event_based's counts, and a clip-level bootstrap only
+    needs these [N, C, 3] numbers (see harness.evaluation.bootstrap).
+
+    Args:
+        reference: ground truth (filename, onset, offset, event_label).
+        estimated: system output, same columns.
+        clip_ids: the N evaluated clips.
+        t_collar: onset collar and minimum offset collar (s).
+        percentage_of_length: offset collar as a share of the reference event's length.
+        classes: the fixed class list.
+
+    Returns:
+        [N, C, 3] int64: (Nref, Nsys, Ntp) per clip and class.
+    """
+    clip_ids = _check_clip_ids(clip_ids)
+    ref = _to_events(reference, clip_ids, classes, "reference")
+    est = _to_events(estimated, clip_ids, classes, "estimated")
+    n, c = len(clip_ids), len(classes)
+    # A (clip, class) pair is a "class" of its own: the matching is per (file, class) anyway.
+    keyed = _event_counts_fast(
+        _Events(ref.file, ref.file * c + ref.label, ref.onset, ref.offset),
+        _Events(est.file, est.file * c + est.label, est.onset, est.offset),
+        n * c, t_collar, percentage_of_length,
+    )
+    return keyed.reshape(n, c, 3)
+
+
+def macro_f1_from_counts(counts: np.ndarray, zero_score: bool = True) -> np.ndarray:
+    """Class-wise averaged F of sed_eval from summed counts, vectorised over leading axes.
+
+    Same rules as event_based (module doc): P = 0 when Nsys = 0 under zero_score (else NaN),
+    R = NaN when Nref = 0, F = 0 when P = R = 0, then the nanmean over classes (NaN if all NaN).
+
+    Args:
+        counts: [..., C, 3] (Nref, Nsys, Ntp).
+        zero_score: sed_eval's empty_system_output_handling="zero_score".
+
+    Returns:
+        [...] macro F (fractions 0..1).
+    """
+    counts = np.asarray(counts, dtype=float)
+    n_ref, n_sys, n_tp = counts[..., 0], counts[..., 1], counts[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(n_sys == 0, 0.0 if zero_score else np.nan, n_tp / n_sys)
+        recall = np.where(n_ref == 0, np.nan, n_tp / n_ref)
+        f = np.where((precision == 0) & (recall == 0), 0.0, 2 * precision * recall / (precision + recall))
+    valid = ~np.isnan(f)
+    total = np.where(valid, f, 0.0).sum(axis=-1)
+    n_valid = valid.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n_valid > 0, total / n_valid, np.nan)
+
+
 def _check_clip_ids(clip_ids: Sequence[str]) -> list[str]:
     ids = [str(c) for c in clip_ids]
     if len(set(ids)) != len(ids):

@@ -25,12 +25,14 @@ class Probabilities:
         frame: [N, C, T] frame probabilities.
         clip: [N, C] clip probabilities.
         classes: C class names, the order of the C axis.
+        durations: [N] real clip durations (s), or None in files written without them.
     """
 
     clip_ids: tuple[str, ...]
     frame: np.ndarray
     clip: np.ndarray
     classes: tuple[str, ...]
+    durations: np.ndarray | None = None
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -89,10 +91,13 @@ def write_probabilities(
     frame_probs: np.ndarray,
     clip_probs: np.ndarray,
     classes: Sequence[str] = CLASSES,
+    *,
+    durations: Sequence[float] | None = None,
 ) -> None:
     """Save probabilities to .npz with keys clip_ids, frame [N, C, T], clip [N, C], classes.
 
-    Strings are stored as unicode arrays, so reading needs no pickle.
+    With durations, a key durations [N] (s) is added, so the file can be re-scored (PSDS) without
+    the audio. Strings are stored as unicode arrays, so reading needs no pickle.
     """
     frame_probs, clip_probs = np.asarray(frame_probs), np.asarray(clip_probs)
     n, c = len(clip_ids), len(classes)
@@ -107,6 +112,11 @@ def write_probabilities(
         "clip": clip_probs,
         "classes": np.asarray(list(classes), dtype=str),
     }
+    if durations is not None:
+        durations = np.asarray(durations, dtype=np.float64)
+        if durations.shape != (n,):
+            raise DataError(f"cannot write {path}: {durations.shape} durations for {n} clips")
+        arrays["durations"] = durations
     _atomic_write(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
 
 
@@ -128,8 +138,11 @@ def read_probabilities(path: Path) -> Probabilities:
             frame=data["frame"],
             clip=data["clip"],
             classes=tuple(str(s) for s in data["classes"]),
+            durations=data["durations"] if "durations" in data.files else None,
         )
     n, c = len(probs.clip_ids), len(probs.classes)
     if probs.frame.ndim != 3 or probs.frame.shape[:2] != (n, c) or probs.clip.shape != (n, c):
         raise DataError(f"{path}: frame {probs.frame.shape} / clip {probs.clip.shape} do not match {n} x {c}")
+    if probs.durations is not None and probs.durations.shape != (n,):
+        raise DataError(f"{path}: durations {probs.durations.shape} do not match {n} clips")
     return probs

@@ -2,7 +2,8 @@
 
 `train_student` takes a shared-stage bundle (features, labels, teacher pseudolabels, all memory-mapped) and a
 resolved config; it returns the best epoch's model and the per-epoch log. Nothing here knows about studies,
-job directories or backends: `harness.study.job` wraps it.
+job directories or backends: `harness.study.job` wraps it. Given a checkpoint path, a killed run resumes
+where its last checkpoint left it, with the same results as a run never killed (harness.method.checkpoint).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,15 +22,22 @@ import pandas as pd
 import torch
 
 from harness.config import MethodConfig
+from harness.errors import JobStopped
 from harness.evaluation.metrics import EventScores, SegmentScores, event_based, segment_based
 from harness.evaluation.postprocess import median_windows, postprocess
 from harness.method.augment import spec_augment
+from harness.method.checkpoint import (EpochPosition, TrainState, fingerprint, load_checkpoint,
+                                       remove_partial_writes, save_checkpoint)
 from harness.method.curriculum import difficulty, generation_of, needs_difficulty, select_unlabeled
 from harness.method.losses import Batch, check_finite, loss_terms
 from harness.model.student import Student
 from harness.bundle import Bundle
 
 log = logging.getLogger("harness.train")
+
+# Set by a job's worker when it is asked to stop (SIGTERM, a time limit): training then writes a checkpoint
+# at the next step boundary and raises JobStopped, and the next run resumes from there.
+STOP = threading.Event()
 
 SOURCES = ("synthetic", "weak", "unlabeled")  # Batch.source codes 0, 1, 2
 
@@ -108,7 +118,8 @@ class TrainOutcome:
     best_epoch: int
     best_val_f1: float
     steps: int
-    epochs: list[EpochRecord] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)  # every epoch, restored ones included
+    resumed_from: tuple[int, int] | None = None  # (epoch, step) of the checkpoint resumed; None: not resumed
 
 
 @dataclass
@@ -128,11 +139,28 @@ def train_student(
     seed: int,
     device: torch.device,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    *,
+    checkpoint_path: Path | None = None,
+    checkpoint_seconds: float = 300.0,
+    on_resume: Callable[[list[EpochRecord]], None] | None = None,
 ) -> TrainOutcome:
     """Train one student for `config.train.steps` optimiser steps; keep the best validation epoch.
 
     Deterministic on CPU for a given seed (and thread count): every random draw comes from generators
     seeded here.
+
+    Args:
+        config, bundle, seed, device: the method, its data, the seed of every random stream, where to train.
+        on_epoch: called with each epoch's record after the epoch (and after its checkpoint).
+        checkpoint_path: where to keep the resumable state; None: no checkpoints. When the file holds a
+            checkpoint of the same config and seed, training continues from it (a damaged one or another
+            job's is ignored with a warning) and the outcome is the one of an uninterrupted run, bit for bit
+            on CPU (EpochRecord.seconds, wall time, aside). A checkpoint is written at the end of every
+            epoch and, inside an epoch, after a step once `checkpoint_seconds` have passed since the last.
+        checkpoint_seconds: the most wall time between two checkpoints inside a long epoch.
+        on_resume: called once, after a resume and before training continues, with the epochs restored
+            from the checkpoint; `on_epoch` is not called again for those (a caller that keeps a log
+            rewrites it from them, as `outcome.epochs` will start with them too).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -144,28 +172,119 @@ def train_student(
     median_frames = torch.as_tensor(bundle.event_frames["median"], dtype=torch.float32)
     use_u = config.loss.pseudolabels != "none"
     outcome = TrainOutcome(model=model, best_epoch=0, best_val_f1=-1.0, steps=0)
-    best_state, selected, generation, epoch = None, np.empty(0, np.int64), 0, 0
+    loop = _Loop()
+    saver = None if checkpoint_path is None else _Checkpointer(
+        Path(checkpoint_path), checkpoint_seconds, fingerprint(config, seed), device,
+        model, optimiser, rng, aug_gen, outcome, loop)
+    position = saver.resume() if saver is not None else None
+    if outcome.resumed_from is not None and on_resume is not None:
+        on_resume(list(outcome.epochs))
     while outcome.steps < tc.steps:
-        epoch += 1
-        started = time.perf_counter()
-        if generation_of(epoch, config.curriculum) != generation:
-            generation = generation_of(epoch, config.curriculum)
-            selected = _select(model, pool, config, generation, device) if use_u else selected
-        items = _items(pool, selected, rng)
-        sums = _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, outcome, epoch, device)
+        if position is None:  # a new epoch; else the one a mid-epoch checkpoint was taken in
+            loop.epoch += 1
+            loop.epoch_started = time.perf_counter()
+            if generation_of(loop.epoch, config.curriculum) != loop.generation:
+                loop.generation = generation_of(loop.epoch, config.curriculum)
+                loop.selected = _select(model, pool, config, loop.generation, device) if use_u else loop.selected
+            position = EpochPosition(_items(pool, loop.selected, rng), 0, np.zeros(4), 0, 0.0)
+        else:
+            loop.epoch_started = time.perf_counter() - position.seconds
+        sums = _run_epoch(model, optimiser, pool, position.items, config, median_frames, aug_gen, outcome,
+                          loop.epoch, device, start=position, saver=saver)
         val = evaluate(model, bundle, "validation", config, device)
-        record = EpochRecord(epoch, generation, outcome.steps, len(items), len(selected), *sums,
-                             100 * val.events.macro_f1, 100 * val.segments.macro_f1,
-                             time.perf_counter() - started)
+        record = EpochRecord(loop.epoch, loop.generation, outcome.steps, len(position.items),
+                             len(loop.selected), *map(float, sums), float(100 * val.events.macro_f1),
+                             float(100 * val.segments.macro_f1), time.perf_counter() - loop.epoch_started)
+        position = None
         outcome.epochs.append(record)
         if record.val_f1 > outcome.best_val_f1:  # strictly better: ties keep the earlier epoch
-            outcome.best_epoch, outcome.best_val_f1 = epoch, record.val_f1
-            best_state = copy.deepcopy(model.state_dict())
+            outcome.best_epoch, outcome.best_val_f1 = loop.epoch, record.val_f1
+            loop.best_state = copy.deepcopy(model.state_dict())
+        if saver is not None:
+            saver.save()
         if on_epoch is not None:
             on_epoch(record)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if STOP.is_set() and outcome.steps < tc.steps:
+            raise JobStopped(f"stopped after epoch {loop.epoch}, step {outcome.steps}")
+    if loop.best_state is not None:
+        model.load_state_dict(loop.best_state)
     return outcome
+
+
+@dataclass
+class _Loop:
+    """train_student's own counters, beside the model, the optimiser, the generators and the outcome."""
+
+    epoch: int = 0  # the current (or last finished) epoch, 1-based
+    generation: int = 0  # the current curriculum generation, 1-based (0 before the first epoch)
+    selected: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # [K] indices of U in use
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights
+    epoch_started: float = 0.0  # perf_counter at the start of the epoch (moved back by a resumed epoch's time)
+
+
+class _Checkpointer:
+    """Saves and restores the whole state of one train_student call (harness.method.checkpoint)."""
+
+    def __init__(self, path: Path, seconds: float, fingerprint: str, device: torch.device, model: Student,
+                 optimiser: torch.optim.Optimizer, rng: np.random.Generator, aug_gen: torch.Generator,
+                 outcome: TrainOutcome, loop: _Loop) -> None:
+        self.path, self.seconds, self.fingerprint, self.device = path, seconds, fingerprint, device
+        self.model, self.optimiser, self.rng, self.aug_gen = model, optimiser, rng, aug_gen
+        self.outcome, self.loop = outcome, loop
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        """True once `seconds` of wall time have passed since the last checkpoint (or the start)."""
+        return time.monotonic() - self.last >= self.seconds
+
+    def save(self, position: EpochPosition | None = None) -> None:
+        """Write the state now; `position` for a checkpoint inside the current epoch."""
+        o, loop = self.outcome, self.loop
+        # Only the training device's CUDA generator: get_rng_state_all would start a context on every GPU.
+        cuda = [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else []
+        save_checkpoint(self.path, TrainState(
+            fingerprint=self.fingerprint, epoch=loop.epoch, step=o.steps, generation=loop.generation,
+            selected=loop.selected, model=self.model.state_dict(), optimiser=self.optimiser.state_dict(),
+            rng_torch=torch.get_rng_state(), rng_cuda=cuda, rng_numpy=self.rng.bit_generator.state,
+            rng_augment=self.aug_gen.get_state(), epochs=tuple(dict(vars(r)) for r in o.epochs),
+            best_epoch=o.best_epoch, best_val_f1=o.best_val_f1, best_model=loop.best_state, position=position))
+        self.last = time.monotonic()
+
+    def save_mid_epoch(self, items: np.ndarray, batch: int, sums: np.ndarray, done: int, now: bool = False
+                       ) -> None:
+        """A checkpoint before batch `batch` of the current epoch, once one is due (or `now`: a stop)."""
+        if now or self.due():
+            seconds = time.perf_counter() - self.loop.epoch_started
+            self.save(EpochPosition(items=items, batch=batch, sums=sums.copy(), done=done, seconds=seconds))
+
+    def resume(self) -> EpochPosition | None:
+        """Restore the checkpoint, if there is a usable one; returns its position inside an epoch, if any."""
+        for stale in remove_partial_writes(self.path):
+            log.info("removed %s, the temporary file of a checkpoint write that was killed", stale)
+        state = load_checkpoint(self.path)
+        if state is None:
+            return None
+        if state.fingerprint != self.fingerprint:
+            log.warning("checkpoint %s was written by another config or seed; training restarts from scratch",
+                        self.path)
+            return None
+        self.model.load_state_dict(state.model)
+        self.optimiser.load_state_dict(state.optimiser)
+        torch.set_rng_state(state.rng_torch)
+        if self.device.type == "cuda" and state.rng_cuda:
+            torch.cuda.set_rng_state(state.rng_cuda[0], self.device)
+        self.rng.bit_generator.state = state.rng_numpy
+        self.aug_gen.set_state(state.rng_augment)
+        o, loop = self.outcome, self.loop
+        loop.epoch, loop.generation, loop.selected = state.epoch, state.generation, state.selected
+        loop.best_state = state.best_model
+        o.steps, o.best_epoch, o.best_val_f1 = state.step, state.best_epoch, state.best_val_f1
+        o.epochs[:] = [EpochRecord(**r) for r in state.epochs]
+        o.resumed_from = (state.epoch, state.step)
+        where = "" if state.position is None else f" (inside it, after its batch {state.position.batch})"
+        log.info("resumed from checkpoint at epoch %d, step %d%s: %s", state.epoch, state.step, where, self.path)
+        self.last = time.monotonic()
+        return state.position
 
 
 def _select(model: Student, pool: Pool, config: MethodConfig, generation: int, device: torch.device
@@ -187,14 +306,19 @@ def _items(pool: Pool, selected_u: np.ndarray, rng: np.random.Generator) -> np.n
     return items[rng.permutation(len(items))]
 
 
-def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, outcome, epoch, device):
-    """One epoch of optimiser steps; returns the mean of each loss term and of the total."""
+def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, outcome, epoch, device, *,
+               start: EpochPosition | None = None, saver: _Checkpointer | None = None):
+    """One epoch of optimiser steps; returns the mean of each loss term and of the total.
+
+    `start` continues an epoch from a mid-epoch checkpoint (its batch index and loss sums); `saver` writes
+    mid-epoch checkpoints when they are due.
+    """
     tc = config.train
     n_batches = math.ceil(len(items) / tc.batch_size) if tc.epoch_steps is None else tc.epoch_steps
     model.train()
-    sums = np.zeros(4)
-    done = 0
-    for b in range(n_batches):
+    sums = np.zeros(4) if start is None else start.sums.copy()
+    done = 0 if start is None else start.done
+    for b in range(0 if start is None else start.batch, n_batches):
         if outcome.steps >= tc.steps:
             break
         # Wrap around the shuffled items so that a fixed `epoch_steps` still gives whole batches.
@@ -214,6 +338,11 @@ def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, ou
         outcome.steps += 1
         done += 1
         sums += [terms.weak.item(), terms.strong.item(), terms.unlabeled.item(), total.item()]
+        if saver is not None and b + 1 < n_batches and outcome.steps < tc.steps:  # else the epoch's own
+            saver.save_mid_epoch(items, b + 1, sums, done, now=STOP.is_set())
+        if STOP.is_set() and b + 1 < n_batches and outcome.steps < tc.steps:
+            raise JobStopped(f"stopped at epoch {epoch}, step {outcome.steps}"
+                             + (" (checkpoint written)" if saver is not None else ""))
     return tuple(sums / max(done, 1))
 
 
@@ -248,7 +377,7 @@ def score(frame: np.ndarray, clip: np.ndarray, bundle: Bundle, subset: str, conf
                              config.postprocess.window_fraction)
     # The bundle's frame hop, from the config it was built with: events at the right seconds at any hop.
     events = postprocess(frame, clip, ids, windows, config.postprocess, config.student.gate_threshold,
-                         hop_seconds=bundle.hop_seconds)
+                         hop_seconds=bundle.hop_seconds, durations=bundle.durations(subset))
     reference = bundle.reference(subset)
     ev = event_based(reference, events, ids, config.eval.t_collar, config.eval.percentage_of_length,
                      config.eval.evaluator)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 from dataclasses import asdict
@@ -23,7 +24,7 @@ from harness import __version__
 from harness.bundle import Bundle
 from harness.config import to_dict
 from harness.constants import CLASSES
-from harness.errors import HarnessError
+from harness.errors import DataError, HarnessError, JobStopped
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.method.train import EpochRecord, evaluate, train_student
 from harness.records import (
@@ -46,6 +47,8 @@ RESULT = "result.json"
 ERROR = "error.json"
 STARTED = "started.json"
 LOG = "log.txt"
+CHECKPOINT = "checkpoint.pt"  # the whole training state, rewritten every epoch (harness.method.checkpoint)
+RUNNING = threading.Event()  # set while this process runs a job (see harness.study.workers: a stop signal)
 
 
 def job_record(job: JobSpec) -> JobRecord:
@@ -88,17 +91,26 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
             record.epoch, record.generation, record.step, record.n_train, record.loss_weak,
             record.loss_strong, record.loss_unlabeled, record.val_f1, record.seconds)
 
-    outcome = train_student(job.config, bundle, job.seed, dev, on_epoch)
-    scores = {}
+    def on_resume(records: list[EpochRecord]) -> None:
+        epochs[:] = records
+        _write_metrics(job_dir, epochs)
+
+    checkpoint = job_dir / CHECKPOINT
+    outcome = train_student(job.config, bundle, job.seed, dev, on_epoch, checkpoint_path=checkpoint,
+                            on_resume=on_resume)
+    scores, threshold_free = {}, {}
     for subset in ("validation", "test"):
         ev = evaluate(outcome.model, bundle, subset, job.config, dev)
         write_dcase_tsv(ev.predictions, job_dir / f"predictions_{subset}.tsv")
-        write_probabilities(job_dir / f"probabilities_{subset}.npz", bundle.clip_ids(subset), ev.frame, ev.clip)
+        write_probabilities(job_dir / f"probabilities_{subset}.npz", bundle.clip_ids(subset), ev.frame, ev.clip,
+                            durations=bundle.durations(subset))
         scores[subset] = ev
+        threshold_free[subset] = _psds(bundle, subset, ev.frame)
     if job.config.train.checkpoint:
         torch.save(outcome.model.state_dict(), job_dir / "best.pt")
-    result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads)
+    result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads, threshold_free)
     write_record(job_dir / RESULT, result)
+    checkpoint.unlink(missing_ok=True)  # best.pt holds the best weights; a paper-shape checkpoint is ~21 MB
     return result
 
 
@@ -115,10 +127,29 @@ def provenance(job: JobSpec, bundle: Bundle, device: torch.device, threads: int)
                       cuda_version=torch.version.cuda, harness_version=__version__, git_commit=git_commit())
 
 
-def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, device: torch.device, threads: int
-            ) -> Result:
+def _psds(bundle: Bundle, subset: str, frame) -> dict[str, float | None]:
+    """PSDS1, PSDS2, intersection and collar F1 (%) of the raw frame probabilities (README, "Metrics")."""
+    from harness.evaluation.psds import psds_metrics
+
+    try:
+        m = psds_metrics(frame, bundle.clip_ids(subset), bundle.durations(subset), bundle.reference(subset),
+                         hop_seconds=bundle.hop_seconds)
+    except DataError as e:  # a split with no reference event (tiny corpora): no threshold-free metric
+        logging.getLogger("harness.job").warning("%s: no PSDS (%s)", subset, e)
+        return {}
+    return {"psds1": 100 * m.psds1, "psds2": 100 * m.psds2, "intersection_f1": 100 * m.intersection_f1,
+            "collar_f1": 100 * m.collar_f1}
+
+
+def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, device: torch.device, threads: int,
+            threshold_free: dict) -> Result:
+    from harness.evaluation.psds import metric_versions
+
     val, test = scores["validation"], scores["test"]
+    extra = {f"{short}_{name}": value for split, short in (("validation", "val"), ("test", "test"))
+             for name, value in threshold_free[split].items()}
     return Result(
+        **extra, metric_versions=metric_versions(),
         study=job.study, job_id=job.job_id, variant=job.variant, **job.factors,
         lambda1=job.config.loss.lambda1, lambda2=job.config.loss.lambda2, seed=job.seed, profile=job.profile,
         phase=job.phase,
@@ -148,6 +179,7 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
     start = time.perf_counter()
     directory = Path(job_dir)
     handler = None
+    RUNNING.set()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / ERROR).unlink(missing_ok=True)
@@ -162,12 +194,25 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         with _thread_limit(threads), device_lease(job.config.train.device, jobs_per_gpu) as device:
             result = run_job(job, Path(bundle_root), directory, device, threads)
         return ok_summary(result)
+    except JobStopped as e:  # asked to stop: no failure; the checkpoint is kept and the next run resumes
+        logging.getLogger("harness.job").info("job %s %s; run the study again to resume", job.job_id, e)
+        return {"job_id": job.job_id, "status": "stopped", "message": str(e),
+                "seconds": round(time.perf_counter() - start, 2)}
     except Exception as e:  # noqa: BLE001 - a failed job must be recorded, not crash the study
         return _record_failure(job, directory, e, time.perf_counter() - start)
     finally:
+        RUNNING.clear()
         if handler is not None:
             logging.getLogger("harness").removeHandler(handler)
             handler.close()
+        if _stopping():  # this worker was told to stop: its pool is being shut down, so leave now
+            os._exit(0)
+
+
+def _stopping() -> bool:
+    from harness.method.train import STOP
+
+    return STOP.is_set()
 
 
 def attempts(directory: Path) -> int:

@@ -177,6 +177,8 @@ def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions
     pending.sort(key=lambda j: (j.seed, jobs.index(j)))  # seed-major: an interrupted study stays balanced
     for job in pending:
         directory = job_dir(run_dir, job)
+        if status_of(run_dir, job) in ("done", "failed"):  # run again from scratch (--force, --rerun-failed)
+            (directory / jobmod.CHECKPOINT).unlink(missing_ok=True)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:

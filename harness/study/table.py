@@ -39,6 +39,7 @@ def result_row(record: Result) -> dict:
     """A Result as one flat row of RESULTS_COLUMNS (provenance fields inlined)."""
     flat = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     flat.update(dataclasses.asdict(record.provenance))
+    flat["sed_scores_eval_version"] = record.metric_versions.get("sed_scores_eval")
     return {c: flat[c] for c in RESULTS_COLUMNS}
 
 

@@ -100,8 +100,18 @@ def warm_up(workers: int, threads: int) -> None:
 
 def _worker_signals() -> None:
     """In each worker: Ctrl-C at a terminal reaches the whole process group; the driver alone decides what
-    stops (it sends SIGTERM to the workers), so a worker never dies of SIGINT mid-write."""
+    stops (it sends SIGTERM to the workers), so a worker never dies of SIGINT mid-write. On SIGTERM a worker
+    with a job in flight has it write a checkpoint at its next step and stop; an idle one exits at once."""
+    from harness.method import train
+    from harness.study import job
+
+    def stop(signum, frame):
+        if not job.RUNNING.is_set():
+            os._exit(0)
+        train.STOP.set()
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _import_job_code() -> None:
