@@ -1,6 +1,5 @@
 """A report built from a synthetic run directory with known means."""
 
-import json
 import math
 
 import numpy as np

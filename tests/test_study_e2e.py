@@ -328,7 +328,7 @@ def test_a_job_killed_at_several_points_resumes_to_the_same_numbers(workdir, loc
         process.wait()
         kills += 1
     assert kills >= 1
-    out = harness(*args, cwd=workdir)
+    harness(*args, cwd=workdir)
     run_dir = next((workdir / "runs-resume").glob("*/study.json")).parent
     table = pd.read_csv(run_dir / "results.csv").reset_index(drop=True)
     cols = ["job_id", "val_f1", "test_f1", "val_segment_f1", "test_segment_f1", "best_epoch", "steps"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import datetime
 import functools
 import hashlib

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
