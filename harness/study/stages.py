@@ -134,7 +134,8 @@ def prepare(job: JobSpec, cache_dir: Path, jobs: int = 2, data: DataState | None
     """
     cache_dir = Path(cache_dir)
     data = data if data is not None else read_data(job.data, cache_dir, jobs)
-    key = StageKeys(data, job.teacher_seed)(job.config)
+    teacher_key = StageKeys(data, job.teacher_seed).teacher(job.config)
+    key = identity.bundle_key(data.key, job.config.features, teacher_key)
     if job.bundle_key and job.bundle_key != key:
         raise DataError(f"the data or teacher changed while the study was planned (bundle {job.bundle_key} is "
                         f"now {key}); run the study again")
@@ -145,7 +146,7 @@ def prepare(job: JobSpec, cache_dir: Path, jobs: int = 2, data: DataState | None
                 log.info("shared stages: cache hit %s (checksums verified)", root)
                 return root
             shutil.rmtree(root, ignore_errors=True)
-        _build(job, data, key, cache_dir, root, jobs)
+        _build(job, data, key, teacher_key, cache_dir, root, jobs)
     return root
 
 
@@ -173,14 +174,15 @@ def _usable(root: Path, job: JobSpec, data: DataState, cache_dir: Path, jobs: in
         return False
 
 
-def _build(job: JobSpec, data: DataState, key: str, cache_dir: Path, root: Path, jobs: int) -> None:
+def _build(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_dir: Path, root: Path, jobs: int
+           ) -> None:
     """Build the bundle in a temporary folder beside `root`, manifest last, then rename it into place."""
     durations = _check_durations(data)
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        manifest = _contents(job, data, key, cache_dir, tmp, root, jobs, durations)
+        manifest = _contents(job, data, key, teacher_key, cache_dir, tmp, root, jobs, durations)
         write_record(tmp / MANIFEST, manifest)
         if root.exists():  # a finished bundle written meanwhile by another process: keep that one
             shutil.rmtree(tmp)
@@ -219,8 +221,8 @@ def _features(data: DataState, name: str, fcfg, n_mels: int, cache_dir: Path, jo
     return extract(clips, fcfg, n_mels, cache_dir, name, jobs=jobs)
 
 
-def _contents(job: JobSpec, data: DataState, key: str, cache_dir: Path, out: Path, root: Path, jobs: int,
-              durations: dict[str, list[float]]) -> BundleManifest:
+def _contents(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_dir: Path, out: Path, root: Path,
+              jobs: int, durations: dict[str, list[float]]) -> BundleManifest:
     config = job.config
     fcfg = config.features
     subsets = data.subsets
@@ -254,8 +256,7 @@ def _contents(job: JobSpec, data: DataState, key: str, cache_dir: Path, out: Pat
         features_config=to_dict(fcfg),
         teacher_config=to_dict(dataclasses.replace(config.teacher, predictions=None)),
         teacher_seed=job.teacher_seed,
-        teacher=TeacherInfo(source=config.teacher.source, train_seconds=round(seconds, 1),
-                            key=StageKeys(data, job.teacher_seed).teacher(config)),
+        teacher=TeacherInfo(source=config.teacher.source, train_seconds=round(seconds, 1), key=teacher_key),
         frame_hop_seconds=fcfg.hop_seconds,
         n_frames=fcfg.n_frames,
         clip_ids={k: list(v.clip_ids) for k, v in student.items()},
