@@ -97,17 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     _study_args(run)
     run.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: one per CPU core)")
     run.add_argument("--threads", type=int, default=None, help="threads per job (default: 1)")
-    run.add_argument("--backend", choices=("local", "dask", "inprocess"), default="local",
-                     help="local processes (default), a Dask cluster, or in this process (debugging)")
+    run.add_argument("--backend", choices=("local", "dask", "slurm", "inprocess"), default="local",
+                     help="local processes (default), a Dask cluster, Slurm (submit and exit), or in this process "
+                     "(debugging)")
+    run.add_argument("--cluster", choices=("slurm",), help="with --backend dask: start the Dask workers as Slurm "
+                     "jobs (dask-jobqueue), from the [cluster] table and its flags; --jobs workers (default 2)")
     run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--dask-resources", help="Dask worker resources each job needs, e.g. GPU=1")
     run.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU (CUDA only)")
+    _cluster_args(run)
     run.add_argument("--name", help="the run directory's name under --runs (default: <study>-<profile>, plus a "
                      "digest of the overrides when there are any)")
     run.add_argument("--until-decided", action="store_true", help="run seeds in rounds; stop adding seeds to a "
                      "comparison once decided (group-sequential boundary, family error at 0.05)")
     run.add_argument("--max-seeds", type=int, default=None, help="with --until-decided: the last look (default 10)")
     run.add_argument("--looks", default=None, help="with --until-decided: seeds per arm at each look, e.g. 3,5,10")
+    run.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
+                     help="stop an attempt of a job after this long (recorded TimedOut, its checkpoint kept)")
+    run.add_argument("--retries", type=int, default=1, help="more attempts for a job whose worker died, was "
+                     "preempted or timed out; it resumes from its checkpoint (default 1; never for a job that "
+                     "failed on its own, e.g. a diverged loss)")
     run.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
     run.add_argument("--force", action="store_true", help="run every job again, finished ones included")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory")
@@ -126,12 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(status)
     status.set_defaults(func=cmd_status)
 
+    cancel = sub.add_parser("cancel", help="cancel the Slurm jobs of a study submitted with --backend slurm")
+    _target_args(cancel)
+    cancel.set_defaults(func=cmd_cancel)
+
     report = sub.add_parser("report", help="tables, t-tests and plots of a run directory (or summary stats)")
     report.add_argument("run_dir", nargs="?", type=Path, help="runs/<study>")
     report.add_argument("--summary", type=Path, help="a TOML/CSV of published mean, sd, n and comparisons")
     report.add_argument("--out", type=Path, help="output directory (default: reports/<study>)")
     report.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
+    report.add_argument("--metric", default="f1", help="the metric of Tables 1-4 and the figures: f1 (the paper's "
+                        "event F1, default), segment_f1, psds1, psds2, intersection_f1, collar_f1 (both splits) or "
+                        "one column such as val_psds1")
+    report.add_argument("--rescore", metavar="NAME", help="build on runs/<run>/rescore/NAME (harness rescore)")
+    report.add_argument("--cache", type=Path, default=None, help="where the run's shared stages are, for the "
+                        f"clip-level bootstrap and PSD-ROC (default: ${CACHE_ENV} or ~/.cache/harness)")
     report.set_defaults(func=cmd_report)
+    _rescore_parser(sub)
 
     data = sub.add_parser("data", help="the built-in synthetic corpus and DESED checks")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -145,6 +165,28 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--skip-missing", action="store_true", help="skip audio files that are missing")
     check.set_defaults(func=cmd_check)
     return parser
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    """The [cluster] table's keys as flags (a flag wins over the table)."""
+    g = p.add_argument_group("Slurm resources per task (override the study's [cluster] table)")
+    g.add_argument("--partition")
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--gpus-per-job", dest="gpus", type=int, help="GPUs per student job and teacher member")
+    g.add_argument("--cpus-per-job", dest="cpus", type=int)
+    g.add_argument("--mem-gb", dest="mem_gb", type=float)
+    g.add_argument("--time", help="time limit per task: minutes, HH:MM:SS or D-HH:MM:SS (a job past it resumes "
+                   "from its checkpoint in a requeued run)")
+    g.add_argument("--sbatch", dest="extra", action="append", default=None, metavar="OPTION",
+                   help="a further sbatch option, e.g. --sbatch=--constraint=a100 (repeatable)")
+
+
+def _cluster_of(args, study):
+    from harness.study.cluster import KEYS, with_flags
+
+    flags = {k: getattr(args, k, None) for k in KEYS if k not in ("array_parallelism", "signal_delay_s")}
+    return with_flags(study.spec.cluster, flags)
 
 
 def _study_args(p: argparse.ArgumentParser, what: str = "an ablation file, e.g. ablations/table2.toml") -> None:
@@ -181,12 +223,67 @@ def cmd_run(args) -> int:
 
         # Before the imports below: the workers load torch while this process does the same.
         workers.warm_up(workers.default_workers(args.jobs), workers.default_threads(args.threads))
-    from harness.study.runner import RunOptions, run_study
+    from harness.study.runner import RunOptions
 
     options = RunOptions(runs_dir=args.runs, cache_dir=cache, backend=args.backend, jobs=args.jobs,
                          threads=args.threads, scheduler=args.scheduler, dask_resources=args.dask_resources,
                          jobs_per_gpu=args.jobs_per_gpu, name=args.name, rerun_failed=args.rerun_failed,
-                         force=args.force)
+                         force=args.force, job_timeout=args.job_timeout, retries=args.retries)
+    if args.backend == "slurm":
+        return _submit(args, study, options)
+    if args.cluster == "slurm":
+        return _dask_on_slurm(args, study, options)
+    return _run_and_report(args, study, options)
+
+
+def _submit(args, study, options) -> int:
+    from harness.study.slurm_run import submit_study
+
+    if args.until_decided:
+        raise HarnessError("--until-decided decides between rounds, so it needs a driver that waits: use "
+                           "--backend dask --cluster slurm for it on a Slurm cluster")
+    out = submit_study(study, options, _cluster_of(args, study))
+    if not out.ids:
+        print(f"slurm: nothing to submit: {out.skipped} jobs are done or still queued (see `python -m harness "
+              f"status {out.run_dir}`)")
+        return 0
+    then = " (the rest is submitted once the tuning stage ends)" if out.waiting_for_tuning else ""
+    print(f"submitted{then}; follow with `python -m harness status {out.run_dir}`, report with `python -m harness "
+          f"report {out.run_dir}` once jobs finish, stop with `python -m harness cancel {out.run_dir}`")
+    return 0
+
+
+def _dask_on_slurm(args, study, options) -> int:
+    """Dask workers as Slurm jobs (dask-jobqueue), for the length of this command."""
+    import dataclasses
+
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as e:
+        raise HarnessError("--cluster slurm needs dask-jobqueue: pip install 'harness[dask]'") from e
+    from harness.study.executors import slurm
+
+    if args.backend != "dask":
+        raise HarnessError("--cluster slurm goes with --backend dask (or use --backend slurm to submit and exit)")
+    slurm.check_slurm()
+    cfg = _cluster_of(args, study)
+    extra = [*cfg.extra] + ([f"--gres=gpu:{cfg.gpus}"] if cfg.gpus else [])
+    cluster = SLURMCluster(cores=cfg.cpus, processes=1, memory=f"{cfg.mem_gb:g}GB", walltime=cfg.time,
+                           queue=cfg.partition, account=cfg.account, job_extra_directives=extra
+                           + ([f"--qos={cfg.qos}"] if cfg.qos else []), log_directory=str(args.runs / "dask-slurm"),
+                           worker_extra_args=["--resources", f"GPU={cfg.gpus}"] if cfg.gpus else [])
+    try:
+        cluster.scale(jobs=args.jobs or 2)
+        options = dataclasses.replace(options, scheduler=cluster.scheduler_address,
+                                      dask_resources=options.dask_resources or ("GPU=1" if cfg.gpus else None))
+        return _run_and_report(args, study, options)
+    finally:
+        cluster.close()
+
+
+def _run_and_report(args, study, options) -> int:
+    from harness.study.runner import run_study
+
     if args.until_decided:
         from harness.study.sequential_run import run_until_decided
 
@@ -334,6 +431,42 @@ def cmd_status(args) -> int:
         if states[job_id] in ("failed", "damaged", "running", "interrupted") or tries > 1:
             print(f"  {states[job_id]}: {variant} seed {seed} ({tries} attempt{'s' if tries != 1 else ''}): "
                   f"{directory / 'log.txt'}")
+    _print_slurm(target.run_dir, {j[0]: (j[1], j[2]) for j in target.jobs}, states)
+    return 0
+
+
+def _print_slurm(run_dir: Path, jobs: dict[str, tuple[str, int]], states: dict[str, str]) -> None:
+    """Each submitted task's Slurm state beside the harness's own (runs submitted with --backend slurm)."""
+    from harness.study.slurm_run import read_submissions, slurm_states
+
+    if not read_submissions(run_dir):
+        return
+    from collections import Counter
+
+    slurm = slurm_states(run_dir)
+    mine = {k: v for k, v in slurm.items() if k in jobs}
+    counts = Counter(state for _, state in mine.values())
+    print("slurm: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + " ('gone': Slurm no longer "
+          "lists the job; the harness's state says how it ended)")
+    for key, (slurm_id, state) in sorted(mine.items(), key=lambda kv: kv[1][0]):
+        variant, seed = jobs[key]
+        print(f"  {slurm_id:<12} {state.lower():<11} {states.get(key, '?'):<11} {variant} seed {seed}")
+    for key, (slurm_id, state) in sorted(slurm.items()):
+        if key not in jobs and state not in ("gone", "COMPLETED"):
+            print(f"  {slurm_id:<12} {state.lower():<11} {'stage':<11} {key}")
+
+
+def cmd_cancel(args) -> int:
+    from harness.study.slurm_run import cancel_run, read_submissions
+
+    target = _target(args)
+    if not read_submissions(target.run_dir):
+        raise HarnessError(f"{target.run_dir}: nothing was submitted to Slurm for this run (cancel is for "
+                           "--backend slurm; stop a local or Dask run with Ctrl-C)")
+    ids = cancel_run(target.run_dir)
+    print(f"cancelled {len(ids)} Slurm jobs of {target.run_dir}" + (f": {' '.join(ids)}" if ids else
+                                                                   " (none was queued or running)"))
+    print("finished jobs are kept; `python -m harness run ... --backend slurm` submits the rest again")
     return 0
 
 
@@ -351,8 +484,37 @@ def cmd_report(args) -> int:
 
     read_study_record(args.run_dir)  # a clear error when it is not a run directory
     rebuild_tables(args.run_dir)  # the per-job results are the truth; the tables are derived
-    out = args.out or Path("reports") / args.run_dir.name
-    print(f"report: {build_report(args.run_dir, out, test=args.test)}")
+    suffix = ("" if args.metric == "f1" else f"-{args.metric}") + (f"-rescore-{args.rescore}" if args.rescore else "")
+    out = args.out or Path("reports") / (args.run_dir.name + suffix)
+    path = build_report(args.run_dir, out, test=args.test, metric=args.metric, rescore=args.rescore,
+                        cache_dir=args.cache)
+    print(f"report: {path}")
+    return 0
+
+
+def _rescore_parser(sub) -> None:
+    rescore = sub.add_parser("rescore", help="score a run's saved probabilities again under other post-processing "
+                             "or metric settings, without retraining")
+    rescore.add_argument("run_dir", type=Path, help="runs/<run>")
+    rescore.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="e.g. --set postprocess.threshold=0.4 --set psds.median_filter=true")
+    rescore.add_argument("--name", help="the table's folder under runs/<run>/rescore/ (default: a digest of the "
+                         "settings)")
+    rescore.add_argument("--no-psds", action="store_true", help="skip the threshold-free metrics (PSDS, F1 at 0.5)")
+    rescore.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per CPU core)")
+    rescore.add_argument("--cache", type=Path, default=None, help=f"where the run's shared stages are (default: "
+                         f"${CACHE_ENV} or ~/.cache/harness)")
+    rescore.set_defaults(func=cmd_rescore)
+
+
+def cmd_rescore(args) -> int:
+    from harness.study.rescore import parse_settings, rescore_run
+
+    settings = parse_settings(args.overrides, threshold_free=not args.no_psds)  # bad keys fail before any job
+    outcome = rescore_run(args.run_dir, settings, name=args.name, cache_dir=args.cache, jobs=args.jobs)
+    print(f"rescored {len(outcome.record.jobs)} jobs: {outcome.results} (settings: "
+          f"{outcome.directory / 'settings.json'}; report: python -m harness report {args.run_dir} --rescore "
+          f"{outcome.record.name})")
     return 0
 
 

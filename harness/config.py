@@ -106,6 +106,7 @@ class TrainConfig:
     epoch_steps: int | None = None  # None: an epoch is one pass over the clips in use; else a fixed count
     device: str = "auto"  # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1"
     checkpoint: bool = True  # keep the best epoch's weights in the job directory
+    energy_country: str = "USA"  # ISO 3166 alpha-3 code for codecarbon's offline tracker (harness.evaluation.energy)
 
 
 @dataclass(frozen=True)

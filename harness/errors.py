@@ -40,3 +40,22 @@ class Interrupted(BaseException):
 class JobStopped(BaseException):
     """A job's worker was asked to stop (SIGTERM from the driver, a scheduler, preemption): it stops without
     recording a failure; its checkpoint is kept and the next run resumes it."""
+
+
+class InfrastructureFailure(JobFailed):
+    """A task ended for a reason outside its own computation: its worker died, the scheduler preempted it, or
+    it ran past its time limit. Such a task is run again (`--retries`) and resumes from its checkpoint; a
+    deterministic failure (a diverged loss, a bad config) never is."""
+
+
+class WorkerDied(InfrastructureFailure):
+    """The process running a task died under it (the out-of-memory killer, kill -9, a lost node)."""
+
+
+class Preempted(InfrastructureFailure):
+    """The task was stopped from outside the harness (SIGTERM from a scheduler, preemption, a retired
+    worker); its checkpoint was kept."""
+
+
+class TimedOut(InfrastructureFailure):
+    """The task ran past its time limit (`--job-timeout`) and was stopped; its checkpoint was kept."""

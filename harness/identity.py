@@ -42,6 +42,7 @@ JOB_VERSION = 2
 RUN_ONLY_FIELDS: tuple[str, ...] = (
     "train.device",
     "train.checkpoint",
+    "train.energy_country",  # only codecarbon's CO2 figure depends on it, never a score
     "eval.evaluator",
     "teacher.predictions",
 )

@@ -384,6 +384,57 @@ class Result:
     val_collar_f1: float | None = None
     test_collar_f1: float | None = None
     metric_versions: dict[str, str] = field(default_factory=dict)  # sed_scores_eval, sed_eval, psds_eval
+    # Size and energy (DCASE 2024 Task 4 reports both); None in results that predate them or where not measured.
+    params: int | None = None  # the student's trainable parameters (harness.model.size)
+    macs_per_clip: int | None = None  # its multiply-accumulates for one 10-s clip (harness.model.size)
+    train_kwh: float | None = None  # energy of training, this attempt (harness.evaluation.energy, codecarbon)
+    eval_kwh: float | None = None  # energy of evaluating the best epoch on validation and test
+    energy_estimate: str | None = None  # how codecarbon got its power figures, e.g. "CPU(Cpu Load) TDP 8 W; RAM()"
+    # Where the job read its shared stages (a hint for rescore and the report; a moved cache is found by key).
+    bundle_root: str | None = None
+
+
+@dataclass(frozen=True)
+class RescoreRecord:
+    """runs/<run>/rescore/<name>/settings.json: the settings a rescore table was computed under (harness.study.rescore)."""
+
+    name: str
+    key: str  # digest of the settings below (the default name)
+    overrides: tuple[str, ...]  # every --set, as given
+    method: dict[str, Any]  # the parsed method-config overrides (postprocess, eval, student.gate_threshold)
+    psds_median_filter: bool  # threshold-free metrics on median-filtered scores (the DCASE 2023-2024 baselines)
+    psds_drop_empty_clips: bool  # threshold-free metrics on clips with reference events only (DESED_task recipe)
+    threshold_free: bool  # PSDS1/2 and the two F1s at 0.5 recomputed (False: those columns are empty)
+    jobs: tuple[str, ...]  # the job ids rescored
+    reference_rows: tuple[ReferenceRow, ...] = ()  # the teacher under the same post-processing
+    harness_version: str = ""
+    metric_versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IntervalRecord:
+    """A clip-level bootstrap interval of one metric, in % (harness.evaluation.bootstrap.BootstrapInterval x 100)."""
+
+    point: float | None
+    low: float | None
+    high: float | None
+    std: float | None  # the bootstrap standard error
+    confidence: float
+    n_resamples: int
+
+
+@dataclass(frozen=True)
+class UncertaintyRecord:
+    """runs/<run>/jobs/<id>/uncertainty-<key>.json: a job's clip-level bootstrap intervals and PSD-ROC, derived
+    from its saved probabilities (harness.study.rescore.job_uncertainty); deleting it only costs the time to
+    compute it again."""
+
+    job_id: str
+    key: str  # digest of the settings, metrics, resamples and seed it was computed with
+    intervals: dict[str, IntervalRecord]  # results.csv column (val_f1, test_psds1, ...) -> interval
+    roc_scenario: str  # "psds1" or "psds2"
+    roc_grid: tuple[float, ...]  # eFPR per hour
+    roc: dict[str, tuple[float, ...]]  # split -> eTPR at roc_grid
 
 
 FailureKind = str  # "TrainingDiverged", "WorkerDied", an exception's class name, ...

@@ -31,6 +31,11 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "best_epoch",
     "steps",
     "wall_seconds",
+    "params",  # the student's trainable parameters
+    "macs_per_clip",  # its multiply-accumulates per 10-s clip (matrix products and pooling; harness.model.size)
+    "train_kwh",  # energy of training (kWh, codecarbon; empty: not measured)
+    "eval_kwh",  # energy of the final evaluation on validation and test (kWh)
+    "energy_estimate",  # codecarbon's power source per device, e.g. "CPU(Cpu Load) TDP 8 W; RAM()"
     # Provenance (harness.records.Provenance): what a result was computed on, and what can move its last bits.
     "config_key",  # digest of the resolved method config (run-only fields and seed left out)
     "bundle_key",  # content key of the shared stages: data, features, teacher

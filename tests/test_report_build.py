@@ -229,3 +229,53 @@ def test_header_states_the_resolution(built):
     assert "Profile: test; overrides: `--set train.steps=100`; budget: 100 steps a run, student h = 32" in text
     assert "teacher: 2 CNNs of width 24" in text and "data: synthetic:quick:0 (digest d1)" in text
     assert "harness commit abc" in text
+
+
+def test_report_on_another_metric(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    results = pd.read_csv(run_dir / "results.csv")
+    results["val_psds1"], results["test_psds1"] = results["val_f1"] / 2, results["test_f1"] / 2
+    results.to_csv(run_dir / "results.csv", index=False)
+    md = build_report(run_dir, tmp_path / "out", metric="psds1").read_text()
+    assert "Metric: PSDS1, PSDS scenario 1" in md and "## Table 4b: the same t-tests on test PSDS1" in md
+    t1 = pd.read_csv(tmp_path / "out" / "tables" / "table_1.csv").set_index("Experiment")
+    assert t1.loc["EF+SW+EM+CS", "val_psds1_mean"] == pytest.approx(20.0)
+    assert t1.loc["EF+SW+EM+CS", "test_psds1_sd"] == pytest.approx(math.sqrt(2.5) / 2, abs=1e-5)
+    assert math.isnan(t1.loc["Teacher (ours)", "val_psds1_mean"])  # the teacher has event F1 only
+    assert "| Mean ± sd val PSDS1 (%) | Mean ± sd test PSDS1 (%) |" in (tmp_path / "out" / "tables" / "table_1.md").read_text()
+    t4 = pd.read_csv(tmp_path / "out" / "tables" / "table4_val_psds1.csv").set_index("comparison")
+    ref = sps.ttest_ind(VAL_F1["EF+SW+EM+CS"] / 2, VAL_F1["SW+EM+CS"] / 2)
+    assert t4.loc["Easier first vs all", "t"] == pytest.approx(ref.statistic, rel=1e-5)
+    assert t4.loc["Easier first vs all", "diff"] == pytest.approx(2.5)
+    build_report(run_dir, tmp_path / "one", metric="test_psds1")
+    assert sorted(p.name for p in (tmp_path / "one" / "tables").glob("table4_*.csv")) == [
+        "table4_test_psds1.csv", "table4_test_psds1_beyond.csv"]
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid: f1, segment_f1, psds1"):
+        build_report(run_dir, tmp_path / "bad", metric="psds9")
+
+
+def test_size_and_energy_sums_by_hand(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    results = pd.read_csv(run_dir / "results.csv")
+    results["params"], results["macs_per_clip"] = 7124, 3_365_000
+    results["train_kwh"] = 0.001 * (results["seed"] + 1)  # EF+SW+EM+CS: 0.001 * (1 + ... + 5) = 0.015
+    results["eval_kwh"] = 0.0001
+    results["energy_estimate"] = "RAM(); CPU(Cpu Load) TDP 8 W"
+    results.to_csv(run_dir / "results.csv", index=False)
+    md = build_report(run_dir, tmp_path / "out").read_text()
+    compute = pd.read_csv(tmp_path / "out" / "tables" / "compute.csv").set_index("Experiment")
+    ef = compute.loc["EF+SW+EM+CS"]
+    assert ef["train_kwh"] == pytest.approx(0.015) and ef["eval_kwh"] == pytest.approx(0.0005)
+    assert ef["kwh_per_run"] == pytest.approx(0.0155 / 5) and ef["params"] == 7124
+    assert compute.loc["All runs", "train_kwh"] == pytest.approx(3 * 0.015 + 0.001)  # 3 variants of 5 seeds, 1 of 1
+    assert "| EF+SW+EM+CS | 5 | 7,124 | 3.4 M | 0.015 | 0.0005 | 0.0031 | 5 / 5 |" in md
+    assert "CPU(Cpu Load) TDP 8 W; RAM()" in md
+
+
+def test_runs_without_saved_outputs_say_what_is_missing(built):
+    _, md = built
+    text = md.read_text()
+    assert "## Uncertainty within a run: clip-level bootstrap" in text and "Not computed:" in text
+    assert "Size and energy: not measured" in text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -193,10 +192,11 @@ def _kill_worker_of_first_started(run_dir: Path, process: subprocess.Popen, not_
 
 
 def test_killed_worker_costs_one_failed_job_not_the_study(workdir):
-    """kill -9 of a job's worker (what the OOM killer does): its job runs again alone; killed again, it is
-    recorded failed with a message that says what to do, and every other job still finishes."""
+    """kill -9 of a job's worker (what the OOM killer does): its job runs again alone; killed again, with no
+    retry left (--retries 0) it is recorded failed with a message that says what to do, and every other job
+    still finishes."""
     args = run_args(workdir, "--jobs", "2", "--set", "train.steps=150", "--no-report", "--name", "killed",
-                    runs="runs-killed")
+                    "--retries", "0", runs="runs-killed")
     run_dir = workdir / "runs-killed" / "killed"
     process = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=workdir, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -204,12 +204,34 @@ def test_killed_worker_costs_one_failed_job_not_the_study(workdir):
     _kill_worker_of_first_started(run_dir, process, not_pid=pid, job=victim)  # again, now alone
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 1, stderr[-2000:]
-    assert "a job worker died" in stdout and "1 job failed" in stderr
+    assert "1 job failed" in stderr and "WorkerDied" in stderr
     error = json.loads((victim / "error.json").read_text())
     assert error["error"] == "WorkerDied" and "--rerun-failed" in error["message"]
+    assert "ended: WorkerDied" in (victim / "log.txt").read_text()  # the reason is in the log too
     done = sorted(p.parent for p in run_dir.glob("jobs/*/result.json"))
     assert len(done) == 3 and victim not in done
     assert len(pd.read_csv(run_dir / "results.csv")) == 3
+
+
+def test_a_worker_death_is_retried_and_the_job_resumes(workdir, local40):
+    """With the default --retries 1, a job whose worker is killed (twice: once beside the other job, once
+    alone) is run again, resumes from its checkpoint and ends with the numbers of an undisturbed run."""
+    args = run_args(workdir, "--jobs", "2", *STEPS40, "--name", "retried", runs="runs-retried")
+    run_dir = workdir / "runs-retried" / "retried"
+    process = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=workdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    victim, pid = _kill_worker_of_first_started(run_dir, process)
+    _kill_worker_of_first_started(run_dir, process, not_pid=pid, job=victim)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "WorkerDied; running it again (retry 1 of 1)" in stdout
+    log = (victim / "log.txt").read_text()
+    assert "ended: WorkerDied" in log and "==== attempt 3 of job" in log
+    table = pd.read_csv(run_dir / "results.csv")
+    cols = ["job_id", "val_f1", "test_f1", "best_epoch"]
+    pd.testing.assert_frame_equal(table[cols], local40[cols])
+    status = harness("status", str(run_dir), cwd=workdir).stdout
+    assert "3 attempts" in status
 
 
 def test_failed_job_is_recorded_and_named(workdir):
@@ -237,45 +259,9 @@ def test_failed_job_is_recorded_and_named(workdir):
     assert "==== attempt 1 of job" in log and "==== attempt 2 of job" in log
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def dask_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
-    pytest.importorskip("distributed")
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)]
-    time.sleep(2)
-    for _ in range(2):
-        procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nthreads", "1",
-                                       "--no-dashboard", "--host", "127.0.0.1"], cwd=tmp_path, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-    from distributed import Client
-
-    with Client(address, timeout=60) as client:
-        client.wait_for_workers(2, timeout=120)
-    yield address
-    for p in reversed(procs):
-        os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-
-
 def test_dask_backend_gives_the_local_numbers(workdir, dask_cluster, local40):
     local = local40
-    args = run_args(workdir, "--backend", "dask", "--scheduler", dask_cluster, *STEPS40, runs="runs-dask")
+    args = run_args(workdir, "--backend", "dask", "--scheduler", dask_cluster.address, *STEPS40, runs="runs-dask")
     out = harness(*args, cwd=workdir)
     assert "running 4 on the dask backend" in out.stdout
     table = pd.read_csv(workdir / "runs-dask" / run_name_of(out) / "results.csv")

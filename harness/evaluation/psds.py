@@ -349,6 +349,37 @@ def psds_value(scored: ScoredSet, params: PsdsParams, deltas: dict | None = None
     return float(value), _per_class(per_class, scored.all_classes)
 
 
+def psd_roc(scored: ScoredSet, params: PsdsParams) -> tuple[np.ndarray, np.ndarray] | None:
+    """The PSD-ROC of a scenario, as sed_scores_eval computes it for its PSDS: (eTPR, eFPR per hour),
+    eFPR ascending up to params.e_max; the PSDS is its staircase area over e_max. None where the
+    scenario is undefined (cross-triggers with a single evaluated class)."""
+    from sed_scores_eval import intersection_based
+
+    if params.alpha_ct and len(scored.classes) < 2:
+        return None
+    (etpr, efpr), _ = intersection_based.psd_roc(
+        scores=scored.scores, ground_truth=scored.reference, audio_durations=scored.durations,
+        dtc_threshold=params.dtc, gtc_threshold=params.gtc, cttc_threshold=params.cttc,
+        alpha_ct=params.alpha_ct, alpha_st=params.alpha_st, unit_of_time="hour", max_efpr=params.e_max,
+    )
+    return np.asarray(etpr, dtype=float), np.asarray(efpr, dtype=float)
+
+
+def roc_on_grid(etpr: np.ndarray, efpr: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A PSD-ROC read at the eFPRs of `grid` (the step function PSDS integrates: the eTPR of the last
+    ROC point at or left of each grid value, 0 before the first), so that runs can be averaged.
+
+    Args:
+        etpr, efpr: [K] the ROC's points, efpr ascending.
+        grid: [G] eFPR values (per hour).
+
+    Returns:
+        [G] eTPR.
+    """
+    idx = np.searchsorted(np.asarray(efpr, dtype=float), np.asarray(grid, dtype=float), side="right") - 1
+    return np.where(idx >= 0, np.asarray(etpr, dtype=float)[np.maximum(idx, 0)], 0.0)
+
+
 def intersection_f1(scored: ScoredSet, deltas: dict | None = None) -> tuple[float, dict[str, float]]:
     """(macro, per-class) intersection-based F1 at F1_THRESHOLD, dtc = gtc = 0.5."""
     from sed_scores_eval import intersection_based

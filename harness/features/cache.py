@@ -138,10 +138,84 @@ def extract(
         if cached is not None:
             log.info("features: %s %d bins: cache hit (checksum verified)", subset, n_mels)
             return FeatureSet(clip_ids, cached[0], path, key, cached[1])
-        log.info("features: %s %d bins: computing %d clips", subset, n_mels, len(clips))
         sidecar = {"subset": subset, "n_mels": n_mels, "key": key, "clip_ids": list(clip_ids)}
-        checksum = _compute(clips, cfg, n_mels, path, sidecar, jobs)
+        parts = _complete_parts(path, (len(clips), cfg.n_frames, n_mels))
+        if parts:
+            log.info("features: %s %d bins: assembling %d clips from %d parts", subset, n_mels, len(clips),
+                     len(parts))
+        else:
+            log.info("features: %s %d bins: computing %d clips", subset, n_mels, len(clips))
+        checksum = _compute(clips, cfg, n_mels, path, sidecar, jobs, parts)
+        for part in path.parent.glob(f"parts/{path.stem}.*of*.npy"):
+            part.unlink(missing_ok=True)
     return FeatureSet(clip_ids, np.load(path, mmap_mode="r"), path, key, checksum)
+
+
+# --------------------------------------------------------------------------- parts (stage tasks)
+
+
+def feature_path(cache_dir: Path, subset: str, cfg: FeatureConfig, n_mels: int,
+                 clip_digests: Sequence[tuple[str, str]]) -> Path:
+    """Where `extract` keeps a subset's features, from the clips' (id, audio digest) in row order."""
+    return Path(cache_dir) / "features" / f"{subset}-{n_mels}-{feature_key(cfg, n_mels, clip_digests)}.npy"
+
+
+def part_ranges(n_clips: int, parts: int) -> list[range]:
+    """`parts` consecutive, near-equal ranges of clips (fewer when there are fewer clips)."""
+    parts = max(1, min(parts, n_clips))
+    bounds = [round(i * n_clips / parts) for i in range(parts + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _part_path(path: Path, part: int, parts: int) -> Path:
+    return path.parent / "parts" / f"{path.stem}.{part}of{parts}.npy"
+
+
+def compute_part(clips: Sequence[tuple[str, Path]], cfg: FeatureConfig, n_mels: int, path: Path, part: int,
+                 parts: int) -> str:
+    """Stage task: the features of part `part` of `parts` of a subset (see `part_ranges`), kept beside the
+    features file `path` it belongs to, for `extract` to assemble. Each part is one worker's share, so a
+    subset's extraction spreads over a cluster; a part is written atomically and is computed again only
+    when missing or of the wrong shape (extraction is deterministic)."""
+    rows = part_ranges(len(clips), parts)[part]
+    out = _part_path(path, part, len(part_ranges(len(clips), parts)))
+    if path.is_file() or _part_ok(out, (len(rows), cfg.n_frames, n_mels)):
+        return str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        blank = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), cfg.n_frames, n_mels))
+        offset = blank.offset
+        del blank
+        _fill_rows(tmp, offset, [Path(clips[i][1]) for i in rows], cfg, n_mels)
+        _fsync(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(out)
+
+
+def _part_ok(path: Path, shape: tuple[int, int, int]) -> bool:
+    try:
+        part = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return part.shape == shape and part.dtype == np.float32
+
+
+def _complete_parts(path: Path, shape: tuple[int, int, int]) -> list[Path]:
+    """A whole set of parts of the features file `path`, in row order, each of the right shape; [] if none."""
+    found: dict[int, list[Path]] = {}
+    for part in path.parent.glob(f"parts/{path.stem}.*of*.npy"):
+        match = re.fullmatch(r"(\d+)of(\d+)", part.name[len(path.stem) + 1 : -len(".npy")])
+        if match:
+            found.setdefault(int(match[2]), []).append(part)
+    for parts in sorted(found, reverse=True):
+        ranges = part_ranges(shape[0], parts)
+        paths = [_part_path(path, i, len(ranges)) for i in range(len(ranges))]
+        if len(ranges) == parts and all(_part_ok(p, (len(r), *shape[1:])) for p, r in zip(paths, ranges)):
+            return paths
+    return []
 
 
 def _open_cached(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, str] | None:
@@ -177,6 +251,7 @@ def _compute(
     path: Path,
     sidecar: dict[str, Any],
     jobs: int,
+    parts: Sequence[Path] = (),
 ) -> str:
     """Compute the features of `clips` into a temporary .npy, then rename it to `path`; returns its checksum.
 
@@ -189,12 +264,14 @@ def _compute(
         blank = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         data_offset, row_bytes = blank.offset, blank[0].nbytes
         del blank  # created at full size (header, then the rows); workers write into it
+        if parts:  # computed by stage tasks (compute_part): copied in, row order kept
+            _copy_parts(tmp, data_offset, parts)
         paths = [p for _, p in clips]
-        tasks = [
+        tasks = [] if parts else [
             (tmp, data_offset + chunk.start * row_bytes, paths[chunk.start : chunk.stop], cfg, n_mels)
             for chunk in _chunks(len(clips), jobs)
         ]
-        if jobs <= 1 or len(tasks) == 1:
+        if jobs <= 1 or len(tasks) <= 1:
             for task in tasks:
                 _fill_rows(*task)
         else:
@@ -213,6 +290,13 @@ def _compute(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _copy_parts(tmp: Path, offset: int, parts: Sequence[Path]) -> None:
+    with open(tmp, "r+b") as f:
+        f.seek(offset)
+        for part in parts:
+            f.write(np.ascontiguousarray(np.load(part, mmap_mode="r")).tobytes())
 
 
 def _chunks(n_clips: int, jobs: int) -> list[range]:

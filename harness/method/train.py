@@ -39,6 +39,10 @@ log = logging.getLogger("harness.train")
 # at the next step boundary and raises JobStopped, and the next run resumes from there.
 STOP = threading.Event()
 
+
+def _stopping(stop: threading.Event | None) -> bool:
+    return STOP.is_set() or (stop is not None and stop.is_set())
+
 SOURCES = ("synthetic", "weak", "unlabeled")  # Batch.source codes 0, 1, 2
 
 
@@ -143,6 +147,7 @@ def train_student(
     checkpoint_path: Path | None = None,
     checkpoint_seconds: float = 300.0,
     on_resume: Callable[[list[EpochRecord]], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainOutcome:
     """Train one student for `config.train.steps` optimiser steps; keep the best validation epoch.
 
@@ -158,6 +163,8 @@ def train_student(
             on CPU (EpochRecord.seconds, wall time, aside). A checkpoint is written at the end of every
             epoch and, inside an epoch, after a step once `checkpoint_seconds` have passed since the last.
         checkpoint_seconds: the most wall time between two checkpoints inside a long epoch.
+        stop: this job's own stop request (a time limit, the study stopping), beside the process-wide STOP:
+            jobs that share a process (Dask threads) stop one by one.
         on_resume: called once, after a resume and before training continues, with the epochs restored
             from the checkpoint; `on_epoch` is not called again for those (a caller that keeps a log
             rewrites it from them, as `outcome.epochs` will start with them too).
@@ -190,7 +197,7 @@ def train_student(
         else:
             loop.epoch_started = time.perf_counter() - position.seconds
         sums = _run_epoch(model, optimiser, pool, position.items, config, median_frames, aug_gen, outcome,
-                          loop.epoch, device, start=position, saver=saver)
+                          loop.epoch, device, start=position, saver=saver, stop=stop)
         val = evaluate(model, bundle, "validation", config, device)
         record = EpochRecord(loop.epoch, loop.generation, outcome.steps, len(position.items),
                              len(loop.selected), *map(float, sums), float(100 * val.events.macro_f1),
@@ -204,7 +211,7 @@ def train_student(
             saver.save()
         if on_epoch is not None:
             on_epoch(record)
-        if STOP.is_set() and outcome.steps < tc.steps:
+        if _stopping(stop) and outcome.steps < tc.steps:
             raise JobStopped(f"stopped after epoch {loop.epoch}, step {outcome.steps}")
     if loop.best_state is not None:
         model.load_state_dict(loop.best_state)
@@ -307,7 +314,8 @@ def _items(pool: Pool, selected_u: np.ndarray, rng: np.random.Generator) -> np.n
 
 
 def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, outcome, epoch, device, *,
-               start: EpochPosition | None = None, saver: _Checkpointer | None = None):
+               start: EpochPosition | None = None, saver: _Checkpointer | None = None,
+               stop: threading.Event | None = None):
     """One epoch of optimiser steps; returns the mean of each loss term and of the total.
 
     `start` continues an epoch from a mid-epoch checkpoint (its batch index and loss sums); `saver` writes
@@ -339,8 +347,8 @@ def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, ou
         done += 1
         sums += [terms.weak.item(), terms.strong.item(), terms.unlabeled.item(), total.item()]
         if saver is not None and b + 1 < n_batches and outcome.steps < tc.steps:  # else the epoch's own
-            saver.save_mid_epoch(items, b + 1, sums, done, now=STOP.is_set())
-        if STOP.is_set() and b + 1 < n_batches and outcome.steps < tc.steps:
+            saver.save_mid_epoch(items, b + 1, sums, done, now=_stopping(stop))
+        if _stopping(stop) and b + 1 < n_batches and outcome.steps < tc.steps:
             raise JobStopped(f"stopped at epoch {epoch}, step {outcome.steps}"
                              + (" (checkpoint written)" if saver is not None else ""))
     return tuple(sums / max(done, 1))

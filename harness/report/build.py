@@ -26,10 +26,11 @@ import pandas as pd
 from harness import __version__
 from harness.constants import CLASSES
 from harness.errors import DataError
-from harness.records import StudyRecord, read_record, to_data
+from harness.records import RescoreRecord, StudyRecord, read_record, to_data
 from harness.schema import ROW_IDENTITY_COLUMNS
 from harness.report import figures, sections, stats, tables
 from harness.report.summary import analyse_summary, read_summary
+from harness.study.rescore import EVENT_RESAMPLES, PSDS_RESAMPLES, read_rescore
 
 HOW_TO_READ = (
     "How to read Table 4. t, df and p are the two-sample t-test of a minus b ({test}, "
@@ -51,6 +52,16 @@ ROUNDING_NOTE = (
     "rounding interval of t crosses the critical value: the published table cannot decide, and neither "
     "can its reader). Published values are shown as printed."
 )
+
+
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    "f1": "the event-based macro F1",
+    "segment_f1": "the segment-based macro F1 (1-s segments)",
+    "psds1": "PSDS scenario 1 (DCASE 2021-2024 Task 4: dtc = gtc = 0.7, alpha_st = 1, e_max = 100; sed_scores_eval)",
+    "psds2": "PSDS scenario 2 (dtc = gtc = 0.1, cttc = 0.3, alpha_ct = 0.5, alpha_st = 1, e_max = 100)",
+    "intersection_f1": "the intersection-based macro F1 at threshold 0.5 (dtc = gtc = 0.5)",
+    "collar_f1": "the collar-based macro F1 at threshold 0.5 of the raw frame scores (sed_scores_eval)",
+}
 
 
 @dataclass(frozen=True)
@@ -76,9 +87,14 @@ def _write_table(out_dir: Path, stem: str, numeric: pd.DataFrame, display: pd.Da
 
 # ---------------------------------------------------------------- inputs
 
-def _load_run(run_dir: Path) -> tuple[StudyRecord, dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """The run's typed record (and its mapping view for the table builders), results and per-class results."""
-    results_path = run_dir / "results.csv"
+def _load_run(run_dir: Path, rescore: RescoreRecord | None = None
+              ) -> tuple[StudyRecord, dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The run's typed record (and its mapping view for the table builders), results and per-class results.
+
+    With a rescore, its tables (runs/<run>/rescore/<name>/) and its teacher rows replace the run's own.
+    """
+    tables_dir = run_dir if rescore is None else run_dir / "rescore" / rescore.name
+    results_path = tables_dir / "results.csv"
     if not results_path.is_file():
         raise DataError(f"{results_path} not found: run the study first with `python -m harness run <study.toml>`")
     study_path = run_dir / "study.json"
@@ -94,9 +110,11 @@ def _load_run(run_dir: Path) -> tuple[StudyRecord, dict[str, Any], pd.DataFrame,
         if column not in results.columns:
             raise DataError(f"{results_path}: missing column {column!r}; was it written by this harness version?")
     _check_rows_alike(results, results_path)
-    per_class_path = run_dir / "results_per_class.csv"
+    per_class_path = tables_dir / "results_per_class.csv"
     per_class = pd.read_csv(per_class_path) if per_class_path.is_file() else pd.DataFrame()
     study = to_data(record)
+    if rescore is not None:
+        study["reference_rows"] = to_data(rescore)["reference_rows"]
     if not study["tables"]:
         names = [v.name for v in record.variants] or sorted(results["variant"].unique())
         study["tables"] = [{"name": "Table 1", "caption": record.description, "variants": names}]
@@ -119,8 +137,9 @@ def _check_rows_alike(results: pd.DataFrame, path: Path) -> None:
                                 "the study again so that every run of the variant is of its current plan")
 
 
-def _header(record: StudyRecord, n_results: int) -> str:
-    """The resolution behind every number of the report: profile, overrides, budget, data, commit."""
+def _header(record: StudyRecord, n_results: int, metric: tables.MetricChoice | None = None,
+            rescore: RescoreRecord | None = None) -> str:
+    """The resolution behind every number of the report: profile, overrides, budget, data, commit, metric."""
     r, b = record.resolution, record.budget
     overrides = ", ".join(f"`--set {o}`" for o in r.overrides) or "none"
     teacher = (f"{b.teacher_models} CNNs of width {b.teacher_channels}" if b.teacher_source == "train"
@@ -128,7 +147,23 @@ def _header(record: StudyRecord, n_results: int) -> str:
     return (f"Profile: {r.profile}; overrides: {overrides}; budget: {b.steps:,} steps a run, student h = {b.hidden} "
             f"({b.layers} layers), teacher: {teacher}; data: {r.data_root} (digest {r.data_digest}); seeds "
             f"{', '.join(map(str, record.seeds))}; harness commit {record.git_commit}; {n_results} finished runs. "
-            "F1 is the event-based macro F1 (%), mean ± sd (ddof 1) over seeds.")
+            + _metric_sentence(metric) + _rescore_sentence(rescore))
+
+
+def _metric_sentence(metric: tables.MetricChoice | None) -> str:
+    if metric is None or metric.name == "f1":
+        return "F1 is the event-based macro F1 (%), mean ± sd (ddof 1) over seeds."
+    what = METRIC_DESCRIPTIONS.get(metric.base, metric.label)
+    return (f"Metric: {metric.label}, {what} (%), mean ± sd (ddof 1) over seeds; Table 4's differences are in "
+            f"points of {metric.label} (`report --metric {metric.name}`; the default is the paper's event F1).")
+
+
+def _rescore_sentence(rescore: RescoreRecord | None) -> str:
+    if rescore is None:
+        return ""
+    settings = ", ".join(f"`{o}`" for o in rescore.overrides) or "the jobs' own settings"
+    return (f" Scores are the rescore {rescore.name!r} of the runs' saved probabilities under {settings} "
+            "(`harness rescore`): each run's best epoch, chosen under its own post-processing, scored again.")
 
 
 def _variant_order(study: dict[str, Any], results: pd.DataFrame) -> list[str]:
@@ -257,18 +292,28 @@ def _write_documents(blocks: list[Block], title: str, out_dir: Path) -> Path:
 
 
 def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results: pd.DataFrame,
-                   per_class: pd.DataFrame) -> list[Block]:
+                   per_class: pd.DataFrame, metric: tables.MetricChoice | None = None) -> list[Block]:
+    metric = metric or tables.MetricChoice("f1", ("val_f1", "test_f1"), "F1")
     variants = [v for v in _variant_order(study, results) if (results["variant"] == v).any()]
     blocks = [Block("h2", "Figures")]
 
-    def scores(metric: str) -> dict[str, np.ndarray]:
-        return {v: results.loc[results["variant"] == v, metric].dropna().to_numpy(dtype=float) for v in variants}
+    def scores(column: str | None) -> dict[str, np.ndarray]:
+        if column is None:
+            return {}
+        return {v: results.loc[results["variant"] == v, column].dropna().to_numpy(dtype=float) for v in variants}
 
-    caption = "Validation and test F1 per variant (points: runs; box: quartiles)"
-    ax = figures.plot_f1_distribution(scores("val_f1"), scores("test_f1"), title=caption)
-    figures.save_figure(ax.figure, out_dir / "figures" / "f1_distribution")
-    blocks.append(Block("figure", caption, path=Path("figures/f1_distribution.png")))
-    for split in ("validation", "test"):
+    if metric.name == "f1":
+        caption, stem, ylabel = ("Validation and test F1 per variant (points: runs; box: quartiles)",
+                                 "f1_distribution", "Event-based macro F1 (%)")
+    else:
+        caption = f"{metric.label} per variant (points: runs; box: quartiles)"
+        stem, ylabel = f"{metric.name}_distribution", f"{tables.METRIC_NAMES[metric.base]} (%)"
+    split_of = {c.split("_", 1)[0]: c for c in metric.columns}  # "val" / "test" -> column
+    ax = figures.plot_f1_distribution(scores(split_of.get("val")), scores(split_of.get("test")), title=caption,
+                                      metric=tables.METRIC_NAMES[metric.base], ylabel=ylabel)
+    figures.save_figure(ax.figure, out_dir / "figures" / stem)
+    blocks.append(Block("figure", caption, path=Path(f"figures/{stem}.png")))
+    for split in ("validation", "test") if metric.base == "f1" else ():  # per class: event F1 only
         rows, matrix = _per_class_matrix(per_class, variants, split)
         if rows:
             caption = f"Per-class {split} F1 (%), mean over runs"
@@ -287,46 +332,84 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
 
 
 def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
-                 seed: int = sections.REPORT_SEED) -> Path:
+                 seed: int = sections.REPORT_SEED, metric: str = "f1", rescore: str | None = None,
+                 cache_dir: Path | None = None) -> Path:
     """Build reports/<study>/ from runs/<study>/ (see the module docstring); returns report.md's path.
 
-    `seed` seeds the resampling statistics (bootstrap, ASO) and the sequential boundaries' simulation.
+    Args:
+        seed: seeds the resampling statistics (bootstrap, ASO, the clip-level bootstrap) and the
+            sequential boundaries' simulation.
+        metric: what Tables 1-4 and the figures show (tables.choose_metric): "f1", "psds1", "val_psds1", ...
+        rescore: build on runs/<run>/rescore/<rescore>/ instead of the run's own tables.
+        cache_dir: where the run's shared stages are (the clip-level bootstrap and the PSD-ROC need the
+            reference events); default: the harness cache, then where each job read them.
 
     Raises:
-        DataError: no results.csv or study.json in run_dir (run the study first).
+        DataError: no results.csv or study.json in run_dir (run the study first), no such rescore.
+        ConfigError: a metric that is not a column of the results (the valid ones listed).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    record, study, results, per_class = _load_run(run_dir)
+    rescore_record = None if rescore is None else read_rescore(run_dir, rescore)
+    record, study, results, per_class = _load_run(run_dir, rescore_record)
+    choice = tables.choose_metric(metric, results.columns)
     out_dir.mkdir(parents=True, exist_ok=True)
-    title = f"Study {record.name}"
+    title = f"Study {record.name}" + ("" if choice.name == "f1" else f": {choice.label}")
     blocks = [Block("h1", title)]
     if record.description:
         blocks.append(Block("p", record.description))
-    blocks.append(Block("p", _header(record, len(results))))
+    blocks.append(Block("p", _header(record, len(results), choice, rescore_record)))
     for table in study["tables"]:
-        numeric = tables.variant_table(results, study, table)
+        numeric = tables.variant_table(results, study, table, choice.columns)
         display = tables.display_variant_table(numeric)
         caption = f"{table['name']}: {table.get('caption', '')}".rstrip(": ")
         _write_table(out_dir, _slug(table["name"]), numeric, display, caption)
         blocks += [Block("h2", table["name"]), Block("table", caption, table=display)]
+    variants = [v for v in _variant_order(study, results) if (results["variant"] == v).any()]
+    within, missing = _within_run(run_dir, results, choice, rescore_record, cache_dir, seed)
+    blocks += sections.uncertainty_blocks(out_dir, results, variants, choice.columns, within, missing,
+                                          EVENT_RESAMPLES, PSDS_RESAMPLES)
+    blocks += sections.compute_blocks(out_dir, results, variants)
     if study.get("comparisons"):
         test_name = "Student's pooled t" if test == "student" else "Welch's t"
-        rngs, rows_by_metric = np.random.default_rng(seed).spawn(2), {}
-        for (metric, heading), rng in zip((("val_f1", "Table 4: t-tests on validation F1, as in the paper"),
-                                           ("test_f1", "Table 4b: the same t-tests on test F1")), rngs):
-            rows = rows_by_metric[metric] = tables.compare_variants(results, study, metric, test, rng=rng)
+        rngs, rows_by_metric = np.random.default_rng(seed).spawn(len(choice.columns)), {}
+        for i, (column, rng) in enumerate(zip(choice.columns, rngs)):
+            heading = _table4_heading(column, first=i == 0)
+            rows = rows_by_metric[column] = tables.compare_variants(results, study, column, test, rng=rng)
             caption = f"{heading} ({test_name}, two-sided)"
             display = tables.drop_empty_note(tables.display_comparison_table(rows))
-            _write_table(out_dir, f"table4_{metric}", tables.comparison_table(rows), display, caption)
+            _write_table(out_dir, f"table4_{column}", tables.comparison_table(rows), display, caption)
             blocks += [Block("h2", heading), Block("table", caption, table=display)]
-            blocks += sections.beyond_blocks(out_dir, rows, metric)
+            blocks += sections.beyond_blocks(out_dir, rows, column)
         blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
         blocks.append(Block("p", sections.HOW_TO_READ_BEYOND))
         blocks += sections.forest_blocks(out_dir, rows_by_metric)
-        blocks += sections.sequential_blocks(out_dir, results, study, seed)
+        blocks += sections.sequential_blocks(out_dir, results, study, seed, metric=choice.columns[0])
     if len(results):
-        blocks += _figure_blocks(run_dir, out_dir, study, results, per_class)
+        blocks += _figure_blocks(run_dir, out_dir, study, results, per_class, choice)
+        blocks += sections.roc_blocks(out_dir, results, variants, within)
     return _write_documents(blocks, title, out_dir)
+
+
+def _table4_heading(column: str, first: bool) -> str:
+    """"Table 4: t-tests on validation F1, as in the paper", then "Table 4b: the same t-tests on test F1"."""
+    label = tables.METRIC_LABELS.get(column, column)
+    if not first:
+        return f"Table 4b: the same t-tests on {label}"
+    return f"Table 4: t-tests on {label}" + (", as in the paper" if column == "val_f1" else "")
+
+
+def _within_run(run_dir: Path, results: pd.DataFrame, choice: tables.MetricChoice,
+                rescore: RescoreRecord | None, cache_dir: Path | None, seed: int) -> tuple[dict, list[str]]:
+    """Each run's clip-level bootstrap of the report's metric and its PSD-ROC (harness.study.rescore), computed
+    from its saved probabilities; (job id -> UncertaintyRecord, why the others have none)."""
+    from harness.study.rescore import RescoreSettings, run_uncertainty, settings_of
+
+    if not len(results) or "job_id" not in results:
+        return {}, []
+    settings = RescoreSettings() if rescore is None else settings_of(rescore)
+    scenario = "psds2" if choice.base == "psds2" else "psds1"
+    return run_uncertainty(run_dir, list(results["job_id"].astype(str)), settings, choice.columns, scenario, seed,
+                           cache_dir)
 
 
 def build_summary_report(summary_file: Path, out_dir: Path, test: stats.TestKind = "student") -> Path:

@@ -46,15 +46,16 @@ def _new_ax(ax: Axes | None, width: float, height: float) -> Axes:
 
 def plot_f1_distribution(
     val_f1: Mapping[str, np.ndarray], test_f1: Mapping[str, np.ndarray], title: str = "F1 per variant",
-    ax: Axes | None = None,
+    ax: Axes | None = None, metric: str = "F1", ylabel: str = "Event-based macro F1 (%)",
 ) -> Axes:
     """Points (one per seed) over a box, validation and test side by side, per variant.
 
     Args:
         val_f1: variant name -> validation F1 of its runs (%), shape (n_runs,); plotted in this order.
-        test_f1: variant name -> test F1 (%), shape (n_runs,).
+        test_f1: variant name -> test F1 (%), shape (n_runs,). Either may be empty (one split only).
+        metric: the metric's name in the legend ("validation F1"); ylabel: the axis label.
     """
-    names = list(val_f1)
+    names = list(val_f1) or list(test_f1)
     ax = _new_ax(ax, max(5.0, 1.3 * len(names) + 1.5), 4.0)
     offsets = {"validation": -0.18, "test": 0.18}
     for split, data, color in (("validation", val_f1, VAL_COLOR), ("test", test_f1, TEST_COLOR)):
@@ -69,11 +70,11 @@ def plot_f1_distribution(
             # Deterministic horizontal spread of the points (no random jitter).
             spread = np.linspace(-0.06, 0.06, v.size) if v.size > 1 else np.zeros(v.size)
             ax.scatter(p + spread, v, s=14, color=color, alpha=0.8, zorder=3,
-                       label=f"{split} F1" if i == 0 else None)
+                       label=f"{split} {metric}" if i == 0 else None)
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=20, ha="right")
     ax.legend(frameon=False, fontsize=8)
-    return _style(ax, title, "Variant", "Event-based macro F1 (%)")
+    return _style(ax, title, "Variant", ylabel)
 
 
 def plot_per_class_heatmap(
@@ -137,6 +138,31 @@ def plot_learning_curves(
     if curves:
         ax.legend(frameon=False, fontsize=8)
     return _style(ax, title, "Epoch (dashed: generation boundary)", "Validation event-based F1 (%)")
+
+
+def plot_psd_roc(
+    curves: Mapping[str, np.ndarray], grid: np.ndarray, title: str = "PSD-ROC", ax: Axes | None = None,
+) -> Axes:
+    """Mean PSD-ROC over seeds with a min-max band, per variant.
+
+    Args:
+        curves: variant name -> eTPR of its runs on the common grid, shape (n_runs, G).
+        grid: the eFPR (per hour) of the G columns.
+    """
+    ax = _new_ax(ax, 6.0, 4.0)
+    for name, values in curves.items():
+        values = np.asarray(values, dtype=float)
+        if values.size == 0:
+            continue
+        (line,) = ax.step(grid, values.mean(axis=0), where="post", label=f"{name} (n = {len(values)})",
+                          linewidth=1.4)
+        ax.fill_between(grid, values.min(axis=0), values.max(axis=0), step="post", color=line.get_color(),
+                        alpha=0.15, linewidth=0)
+    ax.set_xlim(float(grid[0]), float(grid[-1]))
+    ax.set_ylim(0.0, 1.0)
+    if curves:
+        ax.legend(frameon=False, fontsize=7)
+    return _style(ax, title, "eFPR (false positives per hour)", "eTPR")
 
 
 ROPE_COLOR = "#bbbbbb"

@@ -207,3 +207,94 @@ def _simulated_sequential_blocks(out_dir: Path, table: Any, seed: int, n_studies
                f"as the truth; the family uses {sim.seeds_per_arm.mean():.1f} of {looks[-1]} seeds per arm on average")
     _write(out_dir, "sequential_simulated", display, display, caption)
     return [_block("table", caption, table=display)]
+
+
+# ---------------------------------------------------------------- uncertainty within a run, compute
+
+UNCERTAINTY_NOTE = (
+    "How to read the clip-level bootstrap. Every run is scored on one fixed set of evaluation clips. "
+    "Resampling those clips with replacement ({event} replicates for the event-based F1, {psds} for the "
+    "threshold-free metrics; harness.evaluation.bootstrap) gives each run's percentile 95 % interval: how far "
+    "its score could move on another evaluation set of the same size. The columns are the means over a "
+    "variant's runs of each run's bootstrap standard error and of its interval's half-width, beside the "
+    "standard deviation over seeds, which measures training randomness on these same clips. The two "
+    "add up in a claim about new data: a difference between variants that the t-test over seeds finds "
+    "significant but that is smaller than the clip interval may not hold on another test set (both "
+    "variants are scored on the same clips, so their difference varies less than either score). "
+    "Random draws: one generator per run, seeded by the report seed and the job id."
+)
+
+
+def uncertainty_blocks(out_dir: Path, results: pd.DataFrame, variants: Sequence[str], metrics: Sequence[str],
+                       records: dict[str, Any], missing: Sequence[str], event_resamples: int,
+                       psds_resamples: int) -> list[Any]:
+    """The clip-level bootstrap beside the across-seed sd (table uncertainty.*), or why it is missing.
+
+    Args:
+        records: job id -> harness.records.UncertaintyRecord.
+        missing: why the jobs left out have none (a reason each).
+    """
+    heading = _block("h2", "Uncertainty within a run: clip-level bootstrap")
+    intervals = {job: {m: (iv.std, (iv.high - iv.low) / 2) for m, iv in r.intervals.items()
+                       if iv.std is not None and iv.low is not None and iv.high is not None}
+                 for job, r in records.items()}
+    if not any(intervals.values()):
+        why = missing[0] if missing else "no metric of this report has a clip-level bootstrap (segment F1)"
+        return [heading, _block("p", f"Not computed: {why}" + (f" ({len(missing)} runs)" if len(missing) > 1 else ""))]
+    numeric, display = tables.uncertainty_table(results, intervals, variants, metrics)
+    caption = "Spread over seeds and within each run (clip-level bootstrap), in points"
+    if missing:
+        caption += f"; {len(missing)} run(s) without a bootstrap: {missing[0]}"
+    _write(out_dir, "uncertainty", numeric, display, caption)
+    note = UNCERTAINTY_NOTE.format(event=event_resamples, psds=psds_resamples)
+    return [heading, _block("table", caption, table=display), _block("p", note)]
+
+
+COMPUTE_NOTE = (
+    "Params and MACs are the student's, counted from its config (harness.model.size: the LSTM's and the two "
+    "heads' matrix products and the attention pooling, per 10-s clip). Energy is codecarbon's (offline "
+    "tracker, this process only), for training and for the final evaluation of each run, summed over runs; "
+    "a resumed run counts its last attempt only. How codecarbon estimated power: {estimates}."
+)
+
+
+def compute_blocks(out_dir: Path, results: pd.DataFrame, variants: Sequence[str]) -> list[Any]:
+    """Size and energy per variant (table compute.*); "not measured" where results have none."""
+    heading = _block("h2", "Size and energy")
+    numeric, display = tables.compute_table(results, variants)
+    known = [c for c in ("params", "train_kwh", "eval_kwh") if c in numeric and numeric[c].notna().any()]
+    if not known:
+        return [heading, _block("p", "Size and energy: not measured (results written before the harness "
+                                     "recorded them, or codecarbon not installed: `pip install codecarbon`).")]
+    caption = "Student size and energy per variant (kWh summed over its runs)"
+    _write(out_dir, "compute", numeric, display, caption)
+    parts = sorted({part for e in numeric["energy_estimate"].dropna().astype(str) for part in e.split("; ") if part})
+    note = COMPUTE_NOTE.format(estimates="; ".join(parts) or "not measured (codecarbon is not installed)")
+    return [heading, _block("table", caption, table=display), _block("p", note)]
+
+
+def roc_blocks(out_dir: Path, results: pd.DataFrame, variants: Sequence[str], records: dict[str, Any]) -> list[Any]:
+    """PSD-ROC per variant, mean over seeds on the common eFPR grid, one panel per split (figures/psd_roc.*)."""
+    import matplotlib.pyplot as plt
+
+    with_roc = [r for r in records.values() if r.roc]
+    if not with_roc:
+        return []
+    scenario, grid = with_roc[0].roc_scenario, np.asarray(with_roc[0].roc_grid)
+    splits = [s for s in ("validation", "test") if any(s in r.roc for r in with_roc)]
+    fig = plt.figure(figsize=(6.0 * len(splits), 4.2))
+    for i, split in enumerate(splits):
+        curves = {}
+        for name in variants:
+            jobs = results.loc[results["variant"] == name, "job_id"].astype(str)
+            rows = [records[j].roc[split] for j in jobs if j in records and split in records[j].roc]
+            if rows:
+                curves[name] = np.asarray(rows, dtype=float)
+        figures.plot_psd_roc(curves, grid, title=f"{split}", ax=fig.add_subplot(1, len(splits), i + 1))
+    step = float(grid[1] - grid[0]) if len(grid) > 1 else 0.0
+    caption = (f"PSD-ROC ({scenario.upper()} scenario) per variant: mean eTPR over seeds on a common eFPR grid "
+               f"(0-{grid[-1]:g} per hour, step {step:g}); band: min-max over seeds. A run's area under its curve "
+               f"over {grid[-1]:g} is its {scenario.upper()}, so the mean curve's area is the mean {scenario.upper()}")
+    fig.suptitle(f"PSD-ROC ({scenario.upper()} scenario), mean over seeds", fontsize=10)
+    figures.save_figure(fig, out_dir / "figures" / "psd_roc")
+    return [_block("figure", caption, path=Path("figures/psd_roc.png"))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,7 +27,15 @@ FACTOR_LABELS: dict[str, dict[str, str]] = {
 }
 FACTOR_HEADERS: dict[str, str] = {"curriculum": "Curriculum", "pseudolabels": "Pseudolabels",
                                   "masking": "Masking", "augmentation": "Augmentation"}
-METRIC_LABELS: dict[str, str] = {"val_f1": "validation F1", "test_f1": "test F1"}
+# The metrics a report can be built on (`report --metric`): name -> label. Each is a pair of results.csv
+# columns, val_<name> and test_<name>; "f1" is the paper's event-based macro F1.
+METRIC_NAMES: dict[str, str] = {"f1": "F1", "segment_f1": "segment F1", "psds1": "PSDS1", "psds2": "PSDS2",
+                                "intersection_f1": "intersection F1", "collar_f1": "collar F1"}
+SPLIT_PREFIXES: dict[str, tuple[str, str]] = {"val": ("validation", "val"), "test": ("test", "test")}  # long, short
+METRIC_LABELS: dict[str, str] = {f"{prefix}_{name}": f"{long} {label}" for name, label in METRIC_NAMES.items()
+                                 for prefix, (long, _) in SPLIT_PREFIXES.items()}  # "val_f1": "validation F1"
+SHORT_LABELS: dict[str, str] = {f"{prefix}_{name}": f"{short} {label}" for name, label in METRIC_NAMES.items()
+                                for prefix, (_, short) in SPLIT_PREFIXES.items()}  # "val_f1": "val F1"
 DASH = "—"
 # Left-aligned in Markdown and LaTeX; every other column holds numbers or Y/N and is right-aligned.
 TEXT_COLUMNS: frozenset[str] = frozenset({"Experiment", "Comparison", "Note", "Decision", *FACTOR_HEADERS.values()})
@@ -78,27 +87,73 @@ def _yn(flag: bool | None) -> str:
     return DASH if flag is None else ("Y" if flag else "N")
 
 
+# ---------------------------------------------------------------- the metric of a report
+
+@dataclass(frozen=True)
+class MetricChoice:
+    """What `report --metric NAME` builds Tables 1-4 and the figures on.
+
+    Attributes:
+        name: as asked: a name of METRIC_NAMES (both splits) or one column (e.g. "val_psds1").
+        columns: the results.csv columns, validation first, e.g. ("val_psds1", "test_psds1").
+        label: e.g. "PSDS1", "validation PSDS1".
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    label: str
+
+    @property
+    def base(self) -> str:
+        """The metric without its split: "psds1" for "val_psds1"."""
+        return self.name if self.name in METRIC_NAMES else self.name.split("_", 1)[1]
+
+
+def choose_metric(name: str, available: Sequence[str]) -> MetricChoice:
+    """The MetricChoice of `name` among the columns of a results table.
+
+    Raises:
+        ConfigError: not a metric of the table, listing the valid names.
+    """
+    from harness.errors import ConfigError
+
+    available = set(available)
+    pairs = [m for m in METRIC_NAMES if {f"val_{m}", f"test_{m}"} <= available]
+    singles = [c for c in METRIC_LABELS if c in available]
+    if name in pairs:
+        return MetricChoice(name, (f"val_{name}", f"test_{name}"), METRIC_NAMES[name])
+    if name in singles:
+        return MetricChoice(name, (name,), METRIC_LABELS[name])
+    raise ConfigError(f"--metric {name!r}: not a metric of this run's results.csv; valid: "
+                      f"{', '.join(pairs + singles)}")
+
+
 # ---------------------------------------------------------------- Tables 1-3
 
-def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str, Any]) -> pd.DataFrame:
+def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str, Any],
+                  metrics: Sequence[str] = ("val_f1", "test_f1")) -> pd.DataFrame:
     """Numeric Tables 1-3 frame: reference rows, then one row per variant of `table`, in study order.
 
     Args:
         results: rows of RESULTS_COLUMNS (val_f1, test_f1 in %).
         study: the study.json dict.
         table: one entry of study["tables"] (name, caption, variants).
+        metrics: the results.csv columns shown (MetricChoice.columns); the reference rows (the teacher)
+            have event F1 only, and NaN for the other metrics.
 
     Returns:
-        columns Experiment, Curriculum, Pseudolabels, Masking, Augmentation, n, val_f1_mean,
-        val_f1_sd, test_f1_mean, test_f1_sd (sd with ddof 1; NaN where undefined). n counts the
-        runs with a finite validation F1, the runs the t-tests use.
+        columns Experiment, Curriculum, Pseudolabels, Masking, Augmentation, n, then <metric>_mean and
+        <metric>_sd of each metric, e.g. val_f1_mean, val_f1_sd, test_f1_mean, test_f1_sd (sd with ddof 1;
+        NaN where undefined). n counts the runs with a finite first metric, the runs the t-tests use.
     """
     factors_of = {v["name"]: dict(v.get("factors", {})) for v in study.get("variants", [])}
     rows: list[dict[str, Any]] = []
     for ref in study.get("reference_rows", []) or []:
-        rows.append({"Experiment": ref["name"], **{h: DASH for h in FACTOR_HEADERS.values()}, "n": np.nan,
-                     "val_f1_mean": float(ref.get("val_f1", np.nan)), "val_f1_sd": np.nan,
-                     "test_f1_mean": float(ref.get("test_f1", np.nan)), "test_f1_sd": np.nan})
+        row = {"Experiment": ref["name"], **{h: DASH for h in FACTOR_HEADERS.values()}, "n": np.nan}
+        for metric in metrics:
+            value = ref.get(metric)
+            row.update({f"{metric}_mean": np.nan if value is None else float(value), f"{metric}_sd": np.nan})
+        rows.append(row)
     for name in table["variants"]:
         runs = results[results["variant"] == name] if len(results) else results
         factors = factors_of.get(name, {})
@@ -106,8 +161,8 @@ def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str,
         for factor, header in FACTOR_HEADERS.items():
             level = factors.get(factor, runs[factor].iloc[0] if len(runs) and factor in runs else None)
             row[header] = factor_label(factor, level, factors)
-        row["n"] = int(np.isfinite(runs["val_f1"].to_numpy(dtype=float)).sum()) if len(runs) else 0
-        for metric in ("val_f1", "test_f1"):
+        row["n"] = int(np.isfinite(runs[metrics[0]].to_numpy(dtype=float)).sum()) if len(runs) else 0
+        for metric in metrics:
             values = runs[metric].to_numpy(dtype=float) if len(runs) else np.empty(0)
             s = stats.summarize(values[np.isfinite(values)])
             row[f"{metric}_mean"] = s.mean if s.n else np.nan
@@ -117,12 +172,115 @@ def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str,
 
 
 def display_variant_table(numeric: pd.DataFrame) -> pd.DataFrame:
-    """Strings in the paper's layout: ..., n, Mean ± sd val F1, Mean ± sd test F1."""
+    """Strings in the paper's layout: ..., n, Mean ± sd val F1, Mean ± sd test F1 (or the metrics shown)."""
     out = numeric[["Experiment", *FACTOR_HEADERS.values()]].copy()
     out["n"] = [DASH if (isinstance(n, float) and math.isnan(n)) else str(int(n)) for n in numeric["n"]]
-    out["Mean ± sd val F1 (%)"] = [fmt_mean_sd(m, s) for m, s in zip(numeric["val_f1_mean"], numeric["val_f1_sd"])]
-    out["Mean ± sd test F1 (%)"] = [fmt_mean_sd(m, s) for m, s in zip(numeric["test_f1_mean"], numeric["test_f1_sd"])]
+    for column in (c for c in numeric.columns if c.endswith("_mean")):
+        metric = column[: -len("_mean")]
+        out[f"Mean ± sd {SHORT_LABELS.get(metric, metric)} (%)"] = [
+            fmt_mean_sd(m, s) for m, s in zip(numeric[column], numeric[f"{metric}_sd"])]
     return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- uncertainty within a run, compute
+
+def uncertainty_table(results: pd.DataFrame, intervals: dict[str, dict[str, tuple[float, float]]],
+                      variants: Sequence[str], metrics: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric, display): per variant and metric, the across-seed sd beside the clip-level bootstrap.
+
+    Args:
+        results: rows of RESULTS_COLUMNS.
+        intervals: job id -> metric column -> (bootstrap standard error, half-width of the 95 % percentile
+            interval), in points; a job or metric without one is absent.
+        variants: rows, in order (variants without runs are left out).
+        metrics: results.csv columns.
+
+    Returns:
+        numeric columns Experiment, n, then per metric <m>_sd_seeds, <m>_boot_runs, <m>_boot_se and
+        <m>_boot_halfwidth (the means over the variant's bootstrapped runs).
+    """
+    numeric_rows, display_rows = [], []
+    for name in variants:
+        runs = results[results["variant"] == name]
+        if not len(runs):
+            continue
+        rec: dict[str, Any] = {"Experiment": name, "n": len(runs)}
+        shown: dict[str, str] = {"Experiment": name, "n": str(len(runs))}
+        for metric in metrics:
+            values = runs[metric].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            sd = float(np.std(values, ddof=1)) if values.size >= 2 else np.nan
+            got = [intervals[j][metric] for j in runs["job_id"].astype(str) if metric in intervals.get(j, {})]
+            got = [(se, hw) for se, hw in got if np.isfinite(se) and np.isfinite(hw)]
+            se = float(np.mean([g[0] for g in got])) if got else np.nan
+            hw = float(np.mean([g[1] for g in got])) if got else np.nan
+            rec.update({f"{metric}_sd_seeds": sd, f"{metric}_boot_runs": len(got), f"{metric}_boot_se": se,
+                        f"{metric}_boot_halfwidth": hw})
+            short = SHORT_LABELS.get(metric, metric)
+            shown.update({f"{short}: sd over seeds": _num(sd, ".2f"), f"{short}: clip bootstrap SE": _num(se, ".2f"),
+                          f"{short}: 95 % clip interval ±": _num(hw, ".2f")})
+        numeric_rows.append(rec)
+        display_rows.append(shown)
+    return pd.DataFrame(numeric_rows), pd.DataFrame(display_rows)
+
+
+def fmt_count(n: float | None) -> str:
+    """7124 -> "7,124"; 668165000 -> "668.2 M"; 2.1e9 -> "2.10 G" (— when unknown)."""
+    if n is None or not math.isfinite(n):
+        return DASH
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} G"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} M"
+    return f"{int(round(n)):,}"
+
+
+def _first_finite(x: np.ndarray) -> float:
+    finite = x[np.isfinite(x)]
+    return float(finite[0]) if finite.size else np.nan
+
+
+def _kwh(x: float) -> str:
+    return "not measured" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def compute_table(results: pd.DataFrame, variants: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric, display): per variant the student's size and the energy of its runs, then the total.
+
+    Energy sums the runs that measured it (codecarbon); a variant none of whose runs did shows "not
+    measured". Params and MACs per 10-s clip are the first run's (every run of a variant has one config).
+    """
+    def column(runs: pd.DataFrame, name: str) -> np.ndarray:
+        return pd.to_numeric(runs[name], errors="coerce").to_numpy(dtype=float) if name in runs else np.full(
+            len(runs), np.nan)
+
+    def summed(x: np.ndarray) -> float:
+        return float(np.nansum(x)) if np.isfinite(x).any() else np.nan
+
+    numeric_rows, display_rows = [], []
+    groups = [(v, results[results["variant"] == v]) for v in variants] + [("All runs", results)]
+    for name, runs in groups:
+        if not len(runs):
+            continue
+        train, evaluation = column(runs, "train_kwh"), column(runs, "eval_kwh")
+        measured = int((np.isfinite(train) | np.isfinite(evaluation)).sum())
+        total = summed(np.concatenate([train, evaluation]))
+        params, macs = column(runs, "params"), column(runs, "macs_per_clip")
+        one = name != "All runs"  # a total has no single size
+        estimates = sorted({str(e) for e in runs.get("energy_estimate", pd.Series(dtype=str)).dropna()
+                            if str(e) and not str(e).startswith("not measured")})
+        rec = {"Experiment": name, "n": len(runs), "params": _first_finite(params) if one else np.nan,
+               "macs_per_clip": _first_finite(macs) if one else np.nan,
+               "train_kwh": summed(train), "eval_kwh": summed(evaluation), "runs_measured": measured,
+               "kwh_per_run": total / measured if measured else np.nan, "energy_estimate": "; ".join(estimates)}
+        numeric_rows.append(rec)
+        display_rows.append({"Experiment": name, "n": str(len(runs)), "Params": fmt_count(rec["params"]),
+                             "MACs / 10-s clip": fmt_count(rec["macs_per_clip"]),
+                             "Training kWh (sum)": _kwh(rec["train_kwh"]),
+                             "Evaluation kWh (sum)": _kwh(rec["eval_kwh"]),
+                             "kWh per run": _kwh(rec["kwh_per_run"]),
+                             "Runs measured": f"{measured} / {len(runs)}"})
+    return pd.DataFrame(numeric_rows), pd.DataFrame(display_rows)
 
 
 # ---------------------------------------------------------------- Table 4

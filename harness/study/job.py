@@ -25,8 +25,10 @@ from harness.bundle import Bundle
 from harness.config import to_dict
 from harness.constants import CLASSES
 from harness.errors import DataError, HarnessError, JobStopped
+from harness.evaluation.energy import EnergyMeter, EnergyReading
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.method.train import EpochRecord, evaluate, train_student
+from harness.model.size import student_size
 from harness.records import (
     Failure,
     JobRecord,
@@ -38,6 +40,7 @@ from harness.records import (
     write_record,
 )
 from harness.schema import EPOCH_COLUMNS
+from harness.study.curves import CurveWriter
 from harness.study.devices import device_lease
 from harness.study.environment import git_commit
 from harness.study.plan import JobSpec
@@ -49,6 +52,7 @@ STARTED = "started.json"
 LOG = "log.txt"
 CHECKPOINT = "checkpoint.pt"  # the whole training state, rewritten every epoch (harness.method.checkpoint)
 RUNNING = threading.Event()  # set while this process runs a job (see harness.study.workers: a stop signal)
+EXIT_ON_STOP = False  # set in the local backend's pool workers: a stopped worker leaves at once
 
 
 def job_record(job: JobSpec) -> JobRecord:
@@ -59,8 +63,8 @@ def job_record(job: JobSpec) -> JobRecord:
                      config_key=job.config_key)
 
 
-def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None = None, threads: int = 1
-            ) -> Result:
+def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None = None, threads: int = 1,
+            stop: threading.Event | None = None) -> Result:
     """Train and evaluate one student; write its outputs into `job_dir`; return the result record.
 
     Args:
@@ -69,6 +73,7 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
         job_dir: the job's directory; created if needed.
         device: overrides config.train.device (the runner hands each job its own GPU).
         threads: the torch thread count in force (recorded).
+        stop: set to stop training at the next step (JobStopped, the checkpoint written).
 
     Raises:
         JobFailed (TrainingDiverged for a NaN loss), CacheCorrupt, or any unexpected error; `execute`
@@ -82,10 +87,12 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
         raise HarnessError(f"job {job.job_id} was planned on bundle {job.bundle_key!r} but was given {bundle.key}; "
                            "run the study again")
     epochs: list[EpochRecord] = []
+    curves = CurveWriter(job_dir, job.variant, job.seed)  # TensorBoard, when installed (harness.study.curves)
 
     def on_epoch(record: EpochRecord) -> None:
         epochs.append(record)
         _write_metrics(job_dir, epochs)
+        curves.add(record)
         logging.getLogger("harness.train").info(
             "epoch %d gen %d step %d: n_train %d, J_w %.4f J_s %.4f J_u %.4f, val F1 %.2f %% (%.1f s)",
             record.epoch, record.generation, record.step, record.n_train, record.loss_weak,
@@ -94,21 +101,31 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
     def on_resume(records: list[EpochRecord]) -> None:
         epochs[:] = records
         _write_metrics(job_dir, epochs)
+        curves.restart(records)
 
     checkpoint = job_dir / CHECKPOINT
-    outcome = train_student(job.config, bundle, job.seed, dev, on_epoch, checkpoint_path=checkpoint,
-                            on_resume=on_resume)
+    gpus = [dev.index or 0] if dev.type == "cuda" else None  # count this job's GPU only
+    try:
+        with EnergyMeter(job.config.train.energy_country, gpus) as meter:  # harness.evaluation.energy
+            outcome = train_student(job.config, bundle, job.seed, dev, on_epoch, checkpoint_path=checkpoint,
+                                    on_resume=on_resume, stop=stop)
+            energy = {"train": meter.stop()}
+    finally:
+        curves.close()
     scores, threshold_free = {}, {}
-    for subset in ("validation", "test"):
-        ev = evaluate(outcome.model, bundle, subset, job.config, dev)
-        write_dcase_tsv(ev.predictions, job_dir / f"predictions_{subset}.tsv")
-        write_probabilities(job_dir / f"probabilities_{subset}.npz", bundle.clip_ids(subset), ev.frame, ev.clip,
-                            durations=bundle.durations(subset))
-        scores[subset] = ev
-        threshold_free[subset] = _psds(bundle, subset, ev.frame)
+    with EnergyMeter(job.config.train.energy_country, gpus) as meter:
+        for subset in ("validation", "test"):
+            ev = evaluate(outcome.model, bundle, subset, job.config, dev)
+            write_dcase_tsv(ev.predictions, job_dir / f"predictions_{subset}.tsv")
+            write_probabilities(job_dir / f"probabilities_{subset}.npz", bundle.clip_ids(subset), ev.frame,
+                                ev.clip, durations=bundle.durations(subset))
+            scores[subset] = ev
+            threshold_free[subset] = _psds(bundle, subset, ev.frame)
+        energy["eval"] = meter.stop()
     if job.config.train.checkpoint:
         torch.save(outcome.model.state_dict(), job_dir / "best.pt")
-    result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads, threshold_free)
+    result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads, threshold_free,
+                     energy)
     write_record(job_dir / RESULT, result)
     checkpoint.unlink(missing_ok=True)  # best.pt holds the best weights; a paper-shape checkpoint is ~21 MB
     return result
@@ -142,10 +159,12 @@ def _psds(bundle: Bundle, subset: str, frame) -> dict[str, float | None]:
 
 
 def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, device: torch.device, threads: int,
-            threshold_free: dict) -> Result:
+            threshold_free: dict, energy: dict[str, EnergyReading] | None = None) -> Result:
     from harness.evaluation.psds import metric_versions
 
     val, test = scores["validation"], scores["test"]
+    size = student_size(job.config.student, job.config.features)
+    train_energy, eval_energy = (energy or {}).get("train"), (energy or {}).get("eval")
     extra = {f"{short}_{name}": value for split, short in (("validation", "val"), ("test", "test"))
              for name, value in threshold_free[split].items()}
     return Result(
@@ -160,6 +179,11 @@ def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, devic
         provenance=provenance(job, bundle, device, threads),
         per_class={"validation": {c: 100 * val.events.per_class_f1[c] for c in CLASSES},
                    "test": {c: 100 * test.events.per_class_f1[c] for c in CLASSES}},
+        params=size.params, macs_per_clip=size.macs_per_clip,
+        train_kwh=None if train_energy is None else train_energy.kwh,
+        eval_kwh=None if eval_energy is None else eval_energy.kwh,
+        energy_estimate=None if train_energy is None else train_energy.estimate,
+        bundle_root=str(Path(bundle.root).absolute()),
     )
 
 
@@ -169,18 +193,33 @@ def _device_name(device: torch.device) -> str:
     return str(device)
 
 
-def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per_gpu: int = 1) -> dict:
+def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per_gpu: int = 1, *,
+            timeout: float | None = None, stop_file: str | None = None) -> dict:
     """The worker-side entry point of every backend: run one job, never raise, always leave a record.
 
     Everything from the first line is inside the failure recording: a job directory that cannot be
     written, a full disk or a broken bundle fail this job (error.json when it can be written, the summary
-    always), never the study. Returns a small summary for the progress display.
+    always), never the study. Returns a small summary for the progress display, whose status is "ok",
+    "failed", "stopped" (a stop signal or `stop_file`: the checkpoint is kept) or "timed_out" (`timeout`
+    seconds passed: stopped the same way).
+
+    Args:
+        timeout: seconds this attempt may run (--job-timeout); None: no limit.
+        stop_file: a path the driver creates to stop the study's jobs wherever they run (Dask workers on
+            other machines, which no signal of the driver reaches); polled every second.
     """
     start = time.perf_counter()
     directory = Path(job_dir)
     handler = None
+    stop, finished, timed_out, timer = threading.Event(), threading.Event(), threading.Event(), None
     RUNNING.set()
     try:
+        if timeout is not None:
+            timer = threading.Timer(timeout, lambda: (timed_out.set(), stop.set()))
+            timer.daemon = True
+            timer.start()
+        if stop_file is not None:
+            threading.Thread(target=_watch, args=(Path(stop_file), stop, finished), daemon=True).start()
         directory.mkdir(parents=True, exist_ok=True)
         (directory / ERROR).unlink(missing_ok=True)
         threads = max(1, threads)
@@ -192,21 +231,41 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         logging.getLogger("harness.job").info("==== attempt %d of job %s (%s seed %d), pid %d on %s ====", attempt,
                                               job.job_id, job.variant, job.seed, os.getpid(), os.uname().nodename)
         with _thread_limit(threads), device_lease(job.config.train.device, jobs_per_gpu) as device:
-            result = run_job(job, Path(bundle_root), directory, device, threads)
+            result = run_job(job, Path(bundle_root), directory, device, threads, stop=stop)
         return ok_summary(result)
     except JobStopped as e:  # asked to stop: no failure; the checkpoint is kept and the next run resumes
+        seconds = round(time.perf_counter() - start, 2)
+        if timed_out.is_set() and not _stopping() and not _stop_requested(stop_file):
+            logging.getLogger("harness.job").warning(
+                "job %s timed out: %s after %.0f s (--job-timeout %g); its checkpoint is kept, so a retry or the "
+                "next run resumes it", job.job_id, e, seconds, timeout)
+            return {"job_id": job.job_id, "status": "timed_out", "message": f"{e} after {seconds:.0f} s (--job-timeout "
+                    f"{timeout:g})", "seconds": seconds}
         logging.getLogger("harness.job").info("job %s %s; run the study again to resume", job.job_id, e)
-        return {"job_id": job.job_id, "status": "stopped", "message": str(e),
-                "seconds": round(time.perf_counter() - start, 2)}
+        return {"job_id": job.job_id, "status": "stopped", "message": str(e), "seconds": seconds}
     except Exception as e:  # noqa: BLE001 - a failed job must be recorded, not crash the study
-        return _record_failure(job, directory, e, time.perf_counter() - start)
+        return _record_failure(job, directory, e, time.perf_counter() - start, logged=handler is not None)
     finally:
+        finished.set()
+        if timer is not None:
+            timer.cancel()
         RUNNING.clear()
         if handler is not None:
             logging.getLogger("harness").removeHandler(handler)
             handler.close()
-        if _stopping():  # this worker was told to stop: its pool is being shut down, so leave now
+        if EXIT_ON_STOP and _stopping():  # this pool worker was told to stop: its pool is being shut down
             os._exit(0)
+
+
+def _watch(stop_file: Path, stop: threading.Event, finished: threading.Event) -> None:
+    while not finished.wait(1.0):
+        if stop_file.exists():
+            stop.set()
+            return
+
+
+def _stop_requested(stop_file: str | None) -> bool:
+    return stop_file is not None and Path(stop_file).exists()
 
 
 def _stopping() -> bool:
@@ -223,11 +282,15 @@ def attempts(directory: Path) -> int:
         return 0
 
 
-def _record_failure(job: JobSpec, directory: Path, error: Exception, seconds: float) -> dict:
-    """error.json (when the directory is writable) and the log line of a failed job; its summary."""
+def _record_failure(job: JobSpec, directory: Path, error: Exception, seconds: float, logged: bool = True) -> dict:
+    """error.json (when the directory is writable) and the log line of a failed job; its summary.
+
+    Without the job's own log (it could not be opened) the line goes to the worker's stderr, without the
+    traceback, which error.json keeps."""
     kind = type(error).__name__
     trace = traceback.format_exc()
-    logging.getLogger("harness.job").error("job %s failed: %s: %s\n%s", job.job_id, kind, error, trace)
+    logging.getLogger("harness.job").error("job %s failed: %s: %s" + ("\n%s" if logged else "%s"), job.job_id, kind,
+                                           error, trace if logged else "")
     failure = Failure(job_id=job.job_id, error=kind, message=str(error), log=str(directory / LOG), traceback=trace)
     try:
         write_record(directory / ERROR, failure)

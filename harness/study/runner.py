@@ -1,28 +1,28 @@
 """Run a study: shared stages once, then every pending job on a backend, then the tidy tables.
 
-Backends, one interface (`_backend_map`): "local" (a pool of loky worker processes, the default), "dask" (joblib's
-Dask backend on any Dask cluster: `dask scheduler` + `dask worker`, dask-jobqueue's SLURMCluster, ...),
-and "inprocess" (jobs one after another in this process, for debugging and tests).
+Backends, one interface (harness.study.executors): "local" (a pool of loky worker processes, the default),
+"dask" (any Dask cluster: `dask scheduler` + `dask worker`, dask-jobqueue's SLURMCluster, ...), and
+"inprocess" (everything one after another in this process, for debugging and tests). The driver only
+orchestrates: data, features, teacher members and bundles are tasks on the same backend as the jobs.
 
-A job is finished when its result.json exists; running a study again skips finished jobs, so after Ctrl-C,
-a crash or kill -9 only the jobs that were running are lost.
+A job is finished when its result.json exists; running a study again skips finished jobs, and a job that
+was stopped, killed or preempted resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import statistics
 import time
-from contextlib import contextmanager
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Mapping
+from typing import Callable, Literal, Mapping
 
-from harness.errors import ConfigError, HarnessError
+from harness.bundle import MANIFEST
+from harness.errors import ConfigError, HarnessError, Interrupted
 from harness.records import (
-    read_json,
     Budget,
     ComparisonInfo,
     Failure,
@@ -38,13 +38,16 @@ from harness.records import (
     write_record,
 )
 from harness.study import job as jobmod
-from harness.study import workers
+from harness.study import stage_tasks, workers
+from harness.study.executors import Executor, Task, make_executor
+from harness.study.executors.base import ExecutorSettings
+from harness.study.executors.dask import clear_old_stop_files
 from harness.study.environment import environment, git_commit
 from harness.study.lock import StudyLock, is_locked
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.progress import Progress
 from harness.study.rundir import STUDY, check_same_study, read_study_record, resolution_of
-from harness.study.stages import DataState, StageKeys, prepare, read_data, teacher_scores
+from harness.study.stages import DataState, StageKeys, teacher_scores
 from harness.study.table import read_results, write_tables
 
 log = logging.getLogger("harness.runner")
@@ -56,7 +59,7 @@ class RunOptions:
 
     runs_dir: Path = Path("runs")  # runs/<study>/ holds every job's directory and the tidy tables
     cache_dir: Path = Path(".harness-cache")  # corpora, features and shared-stage bundles
-    backend: Literal["local", "dask", "inprocess"] = "local"
+    backend: Literal["local", "dask", "slurm", "inprocess"] = "local"
     jobs: int | None = None  # parallel jobs; None = one per core (local) or per Dask worker thread
     threads: int | None = None  # torch/BLAS threads per job; None = 1 (jobs x threads <= cores by default)
     scheduler: str | None = None  # Dask scheduler address, e.g. tcp://127.0.0.1:8786
@@ -65,6 +68,8 @@ class RunOptions:
     name: str | None = None  # the run directory's name under runs_dir; None = the study's run_name
     rerun_failed: bool = False  # run jobs that failed before again
     force: bool = False  # run every job again, finished ones included
+    job_timeout: float | None = None  # seconds an attempt of a job may run; then TimedOut, checkpoint kept
+    retries: int = 1  # more attempts for a job whose worker died, was preempted or timed out
 
 
 @dataclass
@@ -117,8 +122,13 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
               seed_counts: Mapping[str, int] | None = None, sequential: dict | None = None) -> RunOutcome:
     """Run every pending job of `study` and write the tidy tables.
 
-    `seed_counts` (variant -> n) keeps only each variant's first n seeds (a round of --until-decided, whose
-    design `sequential` is recorded in study.json).
+    Every piece of work, the shared stages included, runs on the executor of `options.backend`; the driver
+    plans, waits and records. `seed_counts` (variant -> n) keeps only each variant's first n seeds (a round
+    of --until-decided, whose design `sequential` is recorded in study.json).
+
+    On a stop signal (Interrupted) the executor is cancelled first (queued work never starts, jobs in flight
+    write their checkpoint and stop, no worker is left), then the tables are rebuilt, and the study lock is
+    released last.
 
     Raises:
         StudyLocked: another run of the same study is in progress.
@@ -126,48 +136,60 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
     """
     run_dir = run_dir_of(study, options)
     check_same_study(run_dir, study)
-    _check_backend(options)
-    with StudyLock(run_dir):
-        write_json(run_dir / "environment.json", environment())
-        data = read_data(study.data, options.cache_dir, _parallel(options))
-        keys = StageKeys(data, study.spec.teacher_seed)
-        tune_jobs = expand_tuning(study, keys)
-        lambdas = _tuning_stage(study, tune_jobs, options, run_dir, echo, data)
-        jobs = expand(study, lambdas, keys)
-        if seed_counts is not None:
-            jobs = [j for j in jobs if study.seeds.index(j.seed) < seed_counts.get(j.variant, 0)]
-        bundles = _shared_stages(jobs, options, echo, data)
-        _write_study(study, run_dir, jobs, tune_jobs, bundles, data, sequential)
-        try:
-            outcome = _run_jobs(jobs, bundles, options, run_dir, echo, label="jobs")
-        finally:  # after Ctrl-C too: the tables show every job that finished
-            rebuild_tables(run_dir)
-    return outcome
+    _check_limits(options)
+    settings = _executor_settings(options, run_dir)
+    executor = make_executor(settings)  # a Dask scheduler is reached now, before any work
+    try:
+        with StudyLock(run_dir):
+            try:
+                return _run_locked(study, options, run_dir, executor, echo, seed_counts, sequential)
+            except BaseException as e:
+                executor.cancel(_grace(e))
+                raise
+            finally:
+                executor.close()
+                if (run_dir / STUDY).exists():  # after a stop too: the tables show every job that finished
+                    rebuild_tables(run_dir)
+    finally:
+        executor.close()
 
 
-def _check_backend(options: RunOptions) -> None:
-    """A Dask scheduler is reached now, before any stage runs, not after the teacher is trained."""
-    if options.backend != "dask":
-        return
-    with _dask_backend(options):
-        pass
+def _run_locked(study: ResolvedStudy, options: RunOptions, run_dir: Path, executor: Executor, echo,
+                seed_counts: Mapping[str, int] | None, sequential: dict | None) -> RunOutcome:
+    write_json(run_dir / "environment.json", environment())
+    clear_old_stop_files(run_dir)
+    data = stage_tasks.load_data(executor, study.data, options.cache_dir, options.retries)
+    keys = StageKeys(data, study.spec.teacher_seed)
+    tune_jobs = expand_tuning(study, keys)
+    lambdas = _tuning_stage(study, tune_jobs, options, run_dir, echo, data, executor)
+    jobs = expand(study, lambdas, keys)
+    if seed_counts is not None:
+        jobs = [j for j in jobs if study.seeds.index(j.seed) < seed_counts.get(j.variant, 0)]
+    bundles = stage_tasks.shared_stages(jobs, executor, options.cache_dir, data, options.retries, echo)
+    _write_study(study, run_dir, jobs, tune_jobs, bundles, data, sequential)
+    return _run_jobs(jobs, bundles, options, run_dir, echo, "jobs", executor)
 
 
-def _shared_stages(jobs: list[JobSpec], options: RunOptions, echo, data: DataState) -> dict[str, Path]:
-    """Features, teacher and pseudolabels: once per distinct bundle key, before any job starts."""
-    bundles: dict[str, Path] = {}
-    for job in jobs:
-        if job.bundle_key not in bundles:
-            echo(f"shared stages for {job.variant} (bundle {job.bundle_key}): data, features, teacher ...")
-            bundles[job.bundle_key] = prepare(job, options.cache_dir, jobs=_parallel(options), data=data)
-            teacher = teacher_scores(bundles[job.bundle_key], job.config)
-            echo(f"  teacher: validation F1 {teacher['validation']['event_f1']:.1f} %, "
-                 f"test F1 {teacher['test']['event_f1']:.1f} % (bundle {bundles[job.bundle_key]})")
-    return bundles
+def _grace(error: BaseException) -> float:
+    """Seconds jobs in flight get to checkpoint: a stop signal gives them time, an error in the driver none."""
+    return workers.STOP_GRACE_SECONDS if isinstance(error, (Interrupted, KeyboardInterrupt)) else 0.0
+
+
+def _check_limits(options: RunOptions) -> None:
+    if options.retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, got {options.retries}")
+    if options.job_timeout is not None and not options.job_timeout > 0:
+        raise ConfigError(f"--job-timeout must be a positive number of seconds, got {options.job_timeout}")
+
+
+def _executor_settings(options: RunOptions, run_dir: Path) -> ExecutorSettings:
+    return ExecutorSettings(backend=options.backend, parallel=_parallel(options), threads=_threads(options),
+                            scheduler=options.scheduler, dask_resources=options.dask_resources,
+                            stop_file=str(Path(run_dir).absolute() / f".stop-{uuid.uuid4().hex[:12]}"))
 
 
 def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path, echo,
-              label: str) -> RunOutcome:
+              label: str, executor: Executor) -> RunOutcome:
     outcome = RunOutcome(run_dir=run_dir, total=len(jobs))
     pending = [j for j in jobs if _needs_run(status_of(run_dir, j), options)]
     outcome.skipped = len(jobs) - len(pending)
@@ -176,15 +198,7 @@ def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions
              f"--rerun-failed / --force to run them again)")
     pending.sort(key=lambda j: (j.seed, jobs.index(j)))  # seed-major: an interrupted study stays balanced
     for job in pending:
-        directory = job_dir(run_dir, job)
-        if status_of(run_dir, job) in ("done", "failed"):  # run again from scratch (--force, --rerun-failed)
-            (directory / jobmod.CHECKPOINT).unlink(missing_ok=True)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise HarnessError(f"{directory}: cannot create the job directory ({e.strerror or e}); check that "
-                               f"{run_dir} is writable") from e
-        write_record(directory / "job.json", jobmod.job_record(job))
+        _prepare_job_dir(job, run_dir, options)
     if not pending:
         return outcome
     parallel = _parallel(options)
@@ -192,10 +206,35 @@ def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions
          f"{_threads(options)} threads each)")
     progress = Progress(len(pending), parallel)
     try:
-        _drain(pending, bundles, options, run_dir, _Recorder(outcome, progress, pending), echo)
+        _drive(pending, bundles, options, run_dir, executor, _Recorder(outcome, progress, pending), echo)
     finally:
         progress.close()
     return outcome
+
+
+def _prepare_job_dir(job: JobSpec, run_dir: Path, options: RunOptions) -> None:
+    """job.json; a job run again from scratch loses its old checkpoint (one that stopped for an
+    infrastructure reason keeps it, and resumes)."""
+    directory = job_dir(run_dir, job)
+    state = status_of(run_dir, job)
+    if state == "done" or (state == "failed" and (options.force or not _resumable(directory))):
+        (directory / jobmod.CHECKPOINT).unlink(missing_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HarnessError(f"{directory}: cannot create the job directory ({e.strerror or e}); check that "
+                           f"{run_dir} is writable") from e
+    write_record(directory / "job.json", jobmod.job_record(job))
+
+
+def _resumable(directory: Path) -> bool:
+    try:
+        return read_record(directory / jobmod.ERROR, Failure).error in INFRASTRUCTURE
+    except RecordError:
+        return False
+
+
+INFRASTRUCTURE = ("WorkerDied", "Preempted", "TimedOut")
 
 
 class _Recorder:
@@ -217,97 +256,62 @@ class _Recorder:
         self.progress.job_finished(job.variant, job.seed, summary)
 
 
-def _drain(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path,
-           record: _Recorder, echo) -> None:
-    """Run every pending job to a result or an error, surviving the death of worker processes."""
-    remaining = pending
-    while remaining:
-        since = time.time()
-        try:
-            for summary in _backend_map(remaining, bundles, options, run_dir):
-                record(summary)
-            return
-        except _worker_deaths() as death:
-            remaining = _after_worker_death(death, remaining, since, bundles, options, run_dir, record, echo)
-            for job in pending:  # finished while the pool went down, before their summary came back
-                if job not in remaining and status_of(run_dir, job) in ("done", "failed"):
-                    record(_summary_on_disk(job, run_dir))
+def _drive(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path,
+           executor: Executor, record: _Recorder, echo) -> None:
+    """Every pending job to a result or an error; an infrastructure failure is retried up to --retries times
+    (the job resumes from its checkpoint), a deterministic one never."""
+    by_id = {j.job_id: j for j in pending}
+    retried = {j.job_id: 0 for j in pending}
+    for job in pending:
+        executor.submit(_job_task(job, bundles, options, run_dir, executor))
+    for outcome in executor.outcomes():
+        job = by_id[outcome.task.key]
+        if outcome.failure is not None:
+            failure = outcome.failure
+            _append_log(run_dir, job, f"==== attempt {jobmod.attempts(job_dir(run_dir, job))} ended: "
+                                      f"{type(failure).__name__}: {failure} ====")
+            if retried[job.job_id] < options.retries:
+                retried[job.job_id] += 1
+                echo(f"job {job.job_id} ({job.variant} seed {job.seed}): {type(failure).__name__}; running it "
+                     f"again (retry {retried[job.job_id]} of {options.retries})")
+                executor.submit(outcome.task)
+                continue
+            record(_record_failure(job, run_dir, type(failure).__name__, f"{failure}; after {retried[job.job_id] + 1} "
+                                   f"attempt(s) (--retries {options.retries}). Its checkpoint is kept: run the "
+                                   "study again with --rerun-failed to resume it"))
+        elif outcome.error is not None:  # execute never raises: this is the backend's own (pickling, ...)
+            record(_record_failure(job, run_dir, type(outcome.error).__name__, str(outcome.error)))
+        else:
+            record(outcome.value)
 
 
-def _worker_deaths() -> tuple[type[BaseException], ...]:
-    """Exceptions by which a backend says that a worker process died under a job (OOM killer, kill -9)."""
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
+def _job_task(job: JobSpec, bundles: dict[str, Path], options: RunOptions, run_dir: Path,
+              executor: Executor) -> Task:
+    stop_file = getattr(getattr(executor, "settings", None), "stop_file", None)
+    return Task(job.job_id, jobmod.execute,
+                (job, str(bundles[job.bundle_key]), str(job_dir(run_dir, job)), _threads(options),
+                 options.jobs_per_gpu),
+                {"timeout": options.job_timeout, "stop_file": stop_file}, kind="job",
+                label=f"{job.variant} seed {job.seed}")
 
-    deaths: list[type[BaseException]] = [TerminatedWorkerError]
+
+def _append_log(run_dir: Path, job: JobSpec, line: str) -> None:
+    """A line of the driver's in the job's log.txt (where the failure reason belongs, not only error.json)."""
     try:
-        from distributed import KilledWorker
-    except ImportError:
+        with open(job_dir(run_dir, job) / jobmod.LOG, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} harness.runner {line}\n")
+    except OSError:
         pass
-    else:
-        deaths.append(KilledWorker)
-    return tuple(deaths)
 
 
-def _after_worker_death(death: BaseException, remaining: list[JobSpec], since: float, bundles: dict[str, Path],
-                        options: RunOptions, run_dir: Path, record: _Recorder, echo
-                        ) -> list[JobSpec]:
-    """A worker died: find the culprit among the jobs in flight, record it failed, return what is left.
-
-    A dead loky worker takes the whole pool down, so every job in flight stopped, the culprit and the
-    bystanders alike. Each of them runs again alone: a bystander finishes, a job that kills its worker
-    a second time while alone is the culprit and is recorded failed. The other jobs then go on. (On Dask the
-    scheduler has already retried the task on other workers before it raises KilledWorker; the run here is
-    one more attempt, and a second KilledWorker records the job failed.)
-    """
-    in_flight = [j for j in remaining if _started_since(run_dir, j, since)]
-    echo(f"a job worker died ({_first_line(death)}); running the {len(in_flight)} job(s) it stopped again, "
-         "one at a time")
-    alone = dataclasses.replace(options, jobs=1)
-    for job in in_flight:
-        try:
-            for summary in _backend_map([job], bundles, alone, run_dir):
-                record(summary)
-        except _worker_deaths() as again:
-            record(_record_killed(job, run_dir, again))
-    return [j for j in remaining if j not in in_flight and status_of(run_dir, j) not in ("done", "failed")]
-
-
-def _summary_on_disk(job: JobSpec, run_dir: Path) -> dict:
-    """The progress summary of a job from what it left on disk."""
+def _record_failure(job: JobSpec, run_dir: Path, kind: str, message: str) -> dict:
+    """error.json for a job that failed outside its own code (its worker died, it kept timing out); its summary."""
     directory = job_dir(run_dir, job)
-    if status_of(run_dir, job) == "done":
-        return jobmod.ok_summary(read_record(directory / jobmod.RESULT, Result))
-    error = read_record(directory / jobmod.ERROR, Failure)
-    return {"job_id": job.job_id, "status": "failed", "message": f"{error.error}: {error.message}",
-            "seconds": 0.0}
-
-
-def _started_since(run_dir: Path, job: JobSpec, since: float) -> bool:
-    """The job started at or after `since` and left neither a result nor an error."""
-    directory = job_dir(run_dir, job)
-    if (directory / jobmod.RESULT).exists() or (directory / jobmod.ERROR).exists():
-        return False
-    try:
-        return read_json(directory / jobmod.STARTED)["time"] >= since
-    except (RecordError, KeyError, TypeError):
-        return False
-
-
-def _record_killed(job: JobSpec, run_dir: Path, death: BaseException) -> dict:
-    """error.json for a job whose worker died twice, the second time with the job alone; its summary."""
-    message = (f"the worker process running this job died twice, the second time with no other job running "
-               f"({_first_line(death)}). This is most often the out-of-memory killer (see `dmesg`): give the job "
-               "less to hold (student.hidden, fewer --jobs on the machine) and run again with --rerun-failed.")
-    directory = job_dir(run_dir, job)
-    write_record(directory / jobmod.ERROR, Failure(job_id=job.job_id, error="WorkerDied", message=message,
+    write_record(directory / jobmod.ERROR, Failure(job_id=job.job_id, error=kind, message=message,
                                                    log=str(directory / jobmod.LOG)))
-    log.error("job %s (%s seed %d): %s", job.job_id, job.variant, job.seed, message)
-    return {"job_id": job.job_id, "status": "failed", "message": f"WorkerDied: {message}", "seconds": 0.0}
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    _append_log(run_dir, job, f"job failed: {kind}: {message}")
+    log.error("job %s (%s seed %d): %s: %s", job.job_id, job.variant, job.seed, kind, message)
+    return {"job_id": job.job_id, "status": "failed", "message": f"{kind}: {message}", "seconds": 0.0}
 
 
 def _needs_run(status: str, options: RunOptions) -> bool:
@@ -328,74 +332,23 @@ def _threads(options: RunOptions) -> int:
     return workers.default_threads(options.threads)
 
 
-def _backend_map(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path
-                 ) -> Iterator[dict]:
-    """Run `execute` on every pending job; yield each summary as its job finishes."""
-    threads = _threads(options)
-    args = [(j, str(bundles[j.bundle_key]), str(job_dir(run_dir, j)), threads, options.jobs_per_gpu)
-            for j in pending]
-    if options.backend == "inprocess":
-        for a in args:
-            yield jobmod.execute(*a)
-        return
-    if options.backend == "local":
-        yield from workers.map_unordered(jobmod.execute, args, _parallel(options), threads)
-        return
-    import joblib
-
-    with _dask_backend(options):
-        yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(
-            joblib.delayed(jobmod.execute)(*a) for a in args)
-
-
-@contextmanager
-def _dask_backend(options: RunOptions):
-    import joblib
-
-    if not options.scheduler:
-        raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT (the address `dask scheduler` prints)")
-    try:
-        import dask
-        from dask.distributed import Client
-    except ImportError as e:
-        raise ConfigError("--backend dask needs dask and distributed: pip install 'harness[dask]'") from e
-    try:
-        client = Client(options.scheduler, timeout=10)
-    except (OSError, TimeoutError, ValueError) as e:
-        raise ConfigError(f"--scheduler {options.scheduler}: cannot reach the Dask scheduler ({e}); start it "
-                          "(`dask scheduler`) or fix the address, then run again") from e
-    annotations = {"resources": _resources(options.dask_resources)} if options.dask_resources else {}
-    try:
-        with dask.annotate(**annotations), joblib.parallel_config(backend="dask"):
-            yield
-    finally:
-        client.close()
-
-
-def _resources(text: str) -> dict[str, float]:
-    """"GPU=1,MEM=8e9" -> {"GPU": 1.0, "MEM": 8e9}."""
-    out = {}
-    for part in text.split(","):
-        name, _, amount = part.partition("=")
-        try:
-            out[name.strip()] = float(amount)
-        except ValueError as e:
-            raise ConfigError(f"--dask-resources {text!r}: expected NAME=AMOUNT[,NAME=AMOUNT]") from e
-    return out
-
-
 # --------------------------------------------------------------------------- tuning
 
 
 def _tuning_stage(study: ResolvedStudy, tune_jobs: list[JobSpec], options: RunOptions, run_dir: Path, echo,
-                  data: DataState) -> dict | None:
+                  data: DataState, executor: Executor) -> dict | None:
     """The [tune] stage: run the lambda grid, pick per variant the pair with the best mean val F1."""
     if not tune_jobs:
         return None
-    bundles = _shared_stages(tune_jobs, options, echo, data)
-    outcome = _run_jobs(tune_jobs, bundles, options, run_dir, echo, label="tuning")
+    bundles = stage_tasks.shared_stages(tune_jobs, executor, options.cache_dir, data, options.retries, echo)
+    outcome = _run_jobs(tune_jobs, bundles, options, run_dir, echo, "tuning", executor)
     if outcome.failed:
         echo(f"tuning: {len(outcome.failed)} jobs failed; choosing among the points that finished")
+    return choose_and_record(study, tune_jobs, run_dir, echo)
+
+
+def choose_and_record(study: ResolvedStudy, tune_jobs: list[JobSpec], run_dir: Path, echo) -> dict:
+    """From the finished tuning jobs: the lambdas of each variant, recorded in tuning.json and tuning.csv."""
     records = read_results(run_dir / "jobs", {j.job_id for j in tune_jobs}, phase="tune")
     chosen = choose_lambdas(records)
     missing = [v.name for v in study.spec.variants if v.name not in chosen]
@@ -451,6 +404,8 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
     spec = study.spec
     teacher_rows = []
     for key, root in bundles.items():
+        if not (Path(root) / MANIFEST).exists():  # on Slurm, a bundle still queued: the last job fills it in
+            continue
         config = next(j.config for j in jobs if j.bundle_key == key)
         t = teacher_scores(root, config)
         name = "Teacher (ours)" if len(bundles) == 1 else f"Teacher ({key})"

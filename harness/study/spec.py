@@ -26,6 +26,7 @@ from harness.config import (
     with_factors,
 )
 from harness.errors import ConfigError
+from harness.study.cluster import ClusterConfig, parse_cluster
 
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
@@ -38,7 +39,7 @@ ABBREVIATIONS: dict[str, dict[str, str]] = {
 }
 
 TOP_LEVEL_KEYS = ("study", "base", "data", "seeds", "teacher_seed", "variant", "grid", "comparison",
-                  "table", "profiles", "tune")
+                  "table", "profiles", "tune", "cluster")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class StudySpec:
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     tune: Tune | None = None
     paired: bool = False  # variants share seeds: seed s of every variant is paired with seed s of the others
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # resources on Slurm (no part of any key)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -173,6 +175,7 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
         profiles=profiles,
         tune=_tune(raw["tune"], f"{where}: [tune]") if "tune" in raw else None,
         paired=_paired(head.get("paired", False), f"{where}: [study] paired"),
+        cluster=parse_cluster(_table(raw.get("cluster", {}), f"{where}: [cluster]"), where),
     )
 
 

@@ -37,13 +37,14 @@ from harness.records import (
     BundleManifest,
     RecordError,
     TeacherInfo,
+    atomic_file,
     file_checksum,
     read_json,
     write_json,
     write_record,
 )
 from harness.study.plan import JobSpec
-from harness.teacher.cnn import predict_ensemble, train_ensemble
+from harness.teacher.cnn import new_member, predict_ensemble, train_member
 from harness.teacher.predictions import load_predictions
 
 log = logging.getLogger("harness.stages")
@@ -292,23 +293,86 @@ def _teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int) -> tuple
     return arrays, seconds
 
 
-def _train_teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int):
+@dataclass(frozen=True)
+class _TeacherInputs:
+    """The teacher's normalised training data and its normaliser, from the teacher-resolution features."""
+
+    features: dict[str, FeatureSet]
+    mean: np.ndarray
+    std: np.ndarray
+    strong_y: np.ndarray
+    weak_y: np.ndarray
+
+    def norm(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float32) - self.mean) / self.std).astype(np.float32)
+
+
+def _teacher_inputs(job: JobSpec, data: DataState, cache_dir: Path, jobs: int) -> _TeacherInputs:
     fcfg = job.config.features
-    subsets = data.subsets
-    teacher_feats = {n: _features(data, n, fcfg, fcfg.teacher_mels, cache_dir, jobs) for n in SUBSETS}
-    mean, std = normalization([teacher_feats[n] for n in TRAIN_SUBSETS], cache_dir)
-    norm = lambda x: ((np.asarray(x, np.float32) - mean) / std).astype(np.float32)  # noqa: E731
+    feats = {n: _features(data, n, fcfg, fcfg.teacher_mels, cache_dir, jobs) for n in SUBSETS}
+    mean, std = normalization([feats[n] for n in TRAIN_SUBSETS], cache_dir)
     encoder = LabelEncoder(n_frames=fcfg.n_frames, hop_seconds=fcfg.hop_seconds)
-    strong_y = np.stack([encoder.encode_strong(c.events or ()) for c in subsets["synthetic"].clips])
-    weak_y = np.stack([encoder.encode_weak(c.weak or ()) for c in subsets["weak"].clips])
+    strong_y = np.stack([encoder.encode_strong(c.events or ()) for c in data.subsets["synthetic"].clips])
+    weak_y = np.stack([encoder.encode_weak(c.weak or ()) for c in data.subsets["weak"].clips])
+    return _TeacherInputs(feats, mean, std, strong_y, weak_y)
+
+
+def member_path(cache_dir: Path, teacher_key: str, member: int) -> Path:
+    """Where member `member` of the teacher `teacher_key` is kept (its weights; keyed like the teacher)."""
+    return Path(cache_dir) / "teachers" / teacher_key / f"member-{member}.pt"
+
+
+def member_task(job: JobSpec, data: DataState, cache_dir: Path, member: int, jobs: int = 1) -> str:
+    """Stage task: train one member of `job`'s teacher and cache its weights (once, under a lock); the
+    members of a teacher are independent (each from its own seed), so they train in parallel."""
+    teacher_key = StageKeys(data, job.teacher_seed).teacher(job.config)
+    path = member_path(cache_dir, teacher_key, member)
+    with locked(path, f"teacher member {path}"):
+        if _load_member(path, job) is None:
+            _fit_member(job, _teacher_inputs(job, data, cache_dir, jobs), member, path)
+    return str(path)
+
+
+def _fit_member(job: JobSpec, inputs: _TeacherInputs, member: int, path: Path) -> torch.nn.Module:
     device = resolve_device(job.config.train.device)
+    log.info("teacher: training member %d of %d on %d strong + %d weak clips (%s)", member + 1,
+             job.config.teacher.n_models, len(inputs.strong_y), len(inputs.weak_y), device)
+    model = train_member(inputs.norm(inputs.features["synthetic"].features), inputs.strong_y,
+                         inputs.norm(inputs.features["weak"].features), inputs.weak_y, job.config.teacher,
+                         seed=job.teacher_seed, member=member, device=device, on_epoch=_log_teacher_epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    return model
+
+
+def _load_member(path: Path, job: JobSpec) -> torch.nn.Module | None:
+    """A cached member, or None when absent or unreadable (then it is trained again)."""
+    if not path.is_file():
+        return None
+    model = new_member(job.config.features.teacher_mels, job.config.teacher, len(CLASSES))
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, ValueError, EOFError) as e:  # a torn or foreign file: train it again
+        log.warning("teacher: %s is unreadable (%s); training that member again", path, e)
+        return None
+    return model.to(resolve_device(job.config.train.device)).eval()
+
+
+def _train_teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int):
+    """Every member of the teacher (the cached ones loaded, the others trained here), then its predictions."""
+    inputs = _teacher_inputs(job, data, cache_dir, jobs)
+    teacher_key = StageKeys(data, job.teacher_seed).teacher(job.config)
     start = time.perf_counter()
-    log.info("teacher: training %d CNNs on %d strong + %d weak clips (%s)", job.config.teacher.n_models,
-             len(strong_y), len(weak_y), device)
-    models = train_ensemble(norm(teacher_feats["synthetic"].features), strong_y,
-                            norm(teacher_feats["weak"].features), weak_y, job.config.teacher,
-                            seed=job.teacher_seed, device=device, on_epoch=_log_teacher_epoch)
-    preds = {n: predict_ensemble(models, norm(teacher_feats[n].features), device=device) for n in TEACHER_SUBSETS}
+    models = []
+    for member in range(job.config.teacher.n_models):
+        path = member_path(cache_dir, teacher_key, member)
+        with locked(path, f"teacher member {path}"):
+            model = _load_member(path, job)
+            models.append(model if model is not None else _fit_member(job, inputs, member, path))
+    device = resolve_device(job.config.train.device)
+    preds = {n: predict_ensemble(models, inputs.norm(inputs.features[n].features), device=device)
+             for n in TEACHER_SUBSETS}
     return preds, time.perf_counter() - start
 
 

@@ -58,6 +58,13 @@ def per_class_frame(records: list[Result]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(PER_CLASS_COLUMNS))
 
 
+_FINE_COLUMNS: tuple[str, ...] = ("train_kwh", "eval_kwh")  # written with 6 significant digits
+
+
+def _fine(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{float(value):.6g}"
+
+
 def write_tables(run_dir: Path, records: list[Result], order: list[str] | None = None) -> tuple[Path, Path]:
     """Write results.csv and results_per_class.csv atomically; rows ordered by variant order, then seed."""
     results = results_frame(records)
@@ -67,6 +74,8 @@ def write_tables(run_dir: Path, records: list[Result], order: list[str] | None =
         key = lambda s: s.map(rank) if s.name == "variant" else s  # noqa: E731
         results = results.sort_values(["variant", "seed"], key=key, kind="stable")
         per_class = per_class.sort_values(["variant", "seed"], key=key, kind="stable")
+    for column in _FINE_COLUMNS:  # kWh of a short job are ~1e-5: 4 decimals would print 0.0000
+        results[column] = [_fine(x) for x in results[column]]
     paths = []
     for frame, name in ((results, "results.csv"), (per_class, "results_per_class.csv")):
         path = Path(run_dir) / name

@@ -15,10 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from concurrent.futures import as_completed
-from typing import Any, Callable, Iterator, Sequence
-
-from harness.errors import Interrupted  # light: nothing heavy is imported before the warm-up
+from typing import Any
 
 # Thread-pool sizes a worker process inherits: OpenMP (torch), OpenBLAS, MKL, BLIS, Accelerate, numexpr.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -110,28 +107,10 @@ def _worker_signals() -> None:
             os._exit(0)
         train.STOP.set()
 
+    job.EXIT_ON_STOP = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop)
 
 
 def _import_job_code() -> None:
     import harness.study.job  # noqa: F401 - the import is the point
-
-
-def map_unordered(fn: Callable[..., Any], args: Sequence[tuple], workers: int, threads: int) -> Iterator[Any]:
-    """fn(*a) for every a in args on the pool; yields each return value as its call finishes.
-
-    Raises:
-        TerminatedWorkerError: a worker process died; the pool is discarded, the next call makes a new one.
-    """
-    executor = pool(workers, threads)
-    futures = [executor.submit(fn, *a) for a in args]
-    try:
-        for future in as_completed(futures):
-            yield future.result()
-    except BaseException as e:  # a dead worker (the pool is broken for good), a signal, the caller stopping
-        for f in futures:
-            f.cancel()
-        # On a signal, jobs in flight get STOP_GRACE_SECONDS to write a checkpoint and exit.
-        discard(STOP_GRACE_SECONDS if isinstance(e, (KeyboardInterrupt, Interrupted)) else 0.0)
-        raise

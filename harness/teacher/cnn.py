@@ -136,6 +136,28 @@ def train_ensemble(
     return [_train_member(data, cfg, member_seed(seed, i), i, device, on_epoch) for i in range(cfg.n_models)]
 
 
+def train_member(
+    strong_x: np.ndarray,
+    strong_y: np.ndarray,
+    weak_x: np.ndarray,
+    weak_y: np.ndarray,
+    cfg: TeacherConfig,
+    seed: int,
+    member: int,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+) -> nn.Module:
+    """Member `member` (0-based) of `train_ensemble`'s ensemble, alone: the same weights, since a member
+    depends on its own seed only; so the members of one teacher can train in parallel, on separate workers."""
+    data = _labeled_pool(strong_x, strong_y, weak_x, weak_y)
+    return _train_member(data, cfg, member_seed(seed, member), member, device, on_epoch)
+
+
+def new_member(n_mels: int, cfg: TeacherConfig, n_classes: int) -> nn.Module:
+    """An untrained member of the right shape, to load saved weights into."""
+    return TeacherCNN(n_mels, cfg.channels, n_classes)
+
+
 def _labeled_pool(
     strong_x: np.ndarray, strong_y: np.ndarray, weak_x: np.ndarray, weak_y: np.ndarray
 ) -> dict[str, torch.Tensor]:
