@@ -25,7 +25,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_study_job(tiny_corpus: Path):
+def tiny_study_job(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     """A resolved job of the `tiny` profile on the tiny corpus (for stage and training tests)."""
     from harness.study.plan import resolve
     from harness.study.spec import parse_study
@@ -35,8 +35,9 @@ def tiny_study_job(tiny_corpus: Path):
     from harness.study.plan import expand
     from harness.study.stages import StageKeys, read_data
 
-    study = resolve(spec, "tiny", tiny_corpus / "cache")
-    return expand(study, keys=StageKeys(read_data(study.data, tiny_corpus / "cache", 1), 0))[0]
+    cache = tmp_path_factory.mktemp("digests")  # not inside the corpus, which other tests compare byte for byte
+    study = resolve(spec, "tiny", cache)
+    return expand(study, keys=StageKeys(read_data(study.data, cache, 1), 0))[0]
 
 
 @pytest.fixture(scope="session")

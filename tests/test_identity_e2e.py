@@ -155,7 +155,7 @@ def test_damaged_caches_are_recomputed_and_give_the_clean_numbers(desed):
     _zero_block(array)
     out = run(desed, "--force")
     assert f"{array} is damaged" in out.stderr and "rebuilding" not in out.stderr.split("damaged")[0]
-    assert "teacher: training" in out.stderr  # the bundle was rebuilt, never used damaged
+    assert "shared stages: rebuilding" in out.stderr  # the bundle was rebuilt, never used damaged
     pd.testing.assert_frame_equal(table(desed)[SCORES], clean[SCORES])
 
 

@@ -138,3 +138,65 @@ def test_an_unknown_cluster_key_is_refused_with_the_valid_ones(tmp_path, tiny_co
                    str(tmp_path / "cache"), "--backend", "slurm", cwd=tmp_path)
     assert out.returncode == 2 and "unknown key 'memory'" in out.stderr and "mem_gb" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+TUNED = """
+[study]
+name = "tuned"
+seeds = 1
+
+[[variant]]
+name = "A"
+curriculum = "all"
+
+[tune]
+lambda1 = [0.5, 1.0]
+lambda2 = [1.0]
+seeds = 1
+
+[cluster]
+mem_gb = 1
+time = "15"
+"""
+
+
+def test_a_study_with_a_tuning_stage_runs_unattended_on_slurm(slurm, tmp_path, tiny_corpus):
+    """The first submission runs the tuning jobs and a `continue` job after them, which chooses the lambdas and
+    submits the rest: the same choice and numbers as the local backend's."""
+    (tmp_path / "s.toml").write_text(TUNED + f'\n[data]\nroot = "{tiny_corpus}"\n')
+    common = ["--set", "train.steps=30", "--no-report"]
+    local = _harness("run", str(tmp_path / "s.toml"), "--profile", "tiny", "--runs", str(tmp_path / "runs"),
+                     "--cache", str(tmp_path / "cache"), "--name", "local", *common, cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-2000:]
+    submit = _harness("run", str(tmp_path / "s.toml"), "--profile", "tiny", "--runs", str(tmp_path / "runs"),
+                      "--cache", str(tmp_path / "cache"), "--name", "slurm", "--backend", "slurm", *common,
+                      cwd=tmp_path)
+    assert submit.returncode == 0, submit.stderr[-2000:]
+    assert "slurm: tuning: 2 submitted" in submit.stdout and "slurm: continue: 1 submitted" in submit.stdout
+    run_dir = tmp_path / "runs" / "slurm"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "results.csv").exists():
+        time.sleep(3)
+    _wait_done(tmp_path, run_dir, 1)
+    local_dir = tmp_path / "runs" / "local"
+    assert json.loads((run_dir / "tuning.json").read_text()) == json.loads((local_dir / "tuning.json").read_text())
+    time.sleep(5)  # the finish job rebuilds the tables after the last job
+    cols = ["job_id", "val_f1", "test_f1", "lambda1", "lambda2"]
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "results.csv")[cols],
+                                  pd.read_csv(local_dir / "results.csv")[cols])
+
+
+def test_dask_workers_as_slurm_jobs_give_the_local_numbers(slurm, tmp_path, tiny_corpus):
+    pytest.importorskip("dask_jobqueue")
+    _study(tmp_path, tiny_corpus)
+    steps = ("--set", "train.steps=30", "--no-report")
+    local = _harness("run", str(tmp_path / "s.toml"), "--profile", "tiny", "--runs", str(tmp_path / "runs"), "--cache",
+                     str(tmp_path / "cache"), "--name", "local", "--jobs", "2", *steps, cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-2000:]
+    out = _harness("run", str(tmp_path / "s.toml"), "--profile", "tiny", "--runs", str(tmp_path / "runs"), "--cache",
+                   str(tmp_path / "cache"), "--name", "dask", "--backend", "dask", "--cluster", "slurm", "--jobs", "1", "--mem-gb", "3",
+                   *steps, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cols = ["job_id", "val_f1", "test_f1", "best_epoch"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "runs" / "dask" / "results.csv")[cols],
+                                  pd.read_csv(tmp_path / "runs" / "local" / "results.csv")[cols])

@@ -141,8 +141,8 @@ def extract(
         sidecar = {"subset": subset, "n_mels": n_mels, "key": key, "clip_ids": list(clip_ids)}
         parts = _complete_parts(path, (len(clips), cfg.n_frames, n_mels))
         if parts:
-            log.info("features: %s %d bins: assembling %d clips from %d parts", subset, n_mels, len(clips),
-                     len(parts))
+            log.info("features: %s %d bins: computing %d clips: assembling the %d parts computed by stage tasks",
+                     subset, n_mels, len(clips), len(parts))
         else:
             log.info("features: %s %d bins: computing %d clips", subset, n_mels, len(clips))
         checksum = _compute(clips, cfg, n_mels, path, sidecar, jobs, parts)

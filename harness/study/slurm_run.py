@@ -30,7 +30,7 @@ from harness.study.executors import slurm
 from harness.study.lock import StudyLock
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.rundir import check_same_study
-from harness.study.stages import DataState, StageKeys, read_data
+from harness.study.stages import DataState, StageKeys, check_durations, read_data
 
 SUBMISSIONS = Path("slurm") / "submissions.json"
 
@@ -58,6 +58,7 @@ def submit_study(study: ResolvedStudy, options, cluster: ClusterConfig, echo: Ca
     with StudyLock(run_dir):
         write_json(run_dir / "environment.json", environment())
         data = read_data(study.data, cache_dir, 2)
+        check_durations(data)  # audio that ends before its labels fails now, not in a queued job
         keys = StageKeys(data, study.spec.teacher_seed)
         book = _Book(run_dir)
         out = Submitted(run_dir)

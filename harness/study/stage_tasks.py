@@ -27,6 +27,7 @@ from harness.study.plan import JobSpec
 from harness.study.stages import (
     DataState,
     StageKeys,
+    check_durations,
     member_path,
     prepare,
     read_data,
@@ -59,9 +60,16 @@ def logged(fn: Callable[..., Any], *args, **kwargs) -> tuple[Any, list[str]]:
 
 
 def load_data(executor: Executor, study_data, cache_dir: Path, retries: int) -> DataState:
-    """The data read and hashed (and a synthetic corpus generated) by a worker."""
-    (data,) = run_wave(executor, [Task("data", logged, (read_data, study_data, cache_dir, 2), label="data")],
+    """The data read and hashed (and a synthetic corpus generated) by a worker, its audio checked against its
+    labels (before any feature is computed)."""
+    (data,) = run_wave(executor, [Task("data", logged, (_read_checked, study_data, cache_dir), label="data")],
                        retries)
+    return data
+
+
+def _read_checked(study_data, cache_dir: Path) -> DataState:
+    data = read_data(study_data, cache_dir, 2)
+    check_durations(data)
     return data
 
 
@@ -156,11 +164,12 @@ def run_wave(executor: Executor, tasks: Iterable[Task], retries: int) -> list[An
                         retries)
             executor.submit(task)
             continue
-        values[task.key] = _value(outcome)
+        values[task.key] = _value(outcome, replay=executor.name != "inprocess")
     return [values[t.key] for t in tasks]
 
 
-def _value(outcome: Outcome) -> Any:
+def _value(outcome: Outcome, replay: bool = True) -> Any:
+    """The task's value; its log lines shown here (`replay`) unless it ran in this process, which showed them."""
     task = outcome.task
     if outcome.failure is not None:
         raise HarnessError(f"shared stage {task.label}: {outcome.failure}; run the study again (finished stages "
@@ -171,7 +180,7 @@ def _value(outcome: Outcome) -> Any:
         raise HarnessError(f"shared stage {task.label} failed: {type(outcome.error).__name__}: "
                            f"{outcome.error}") from outcome.error
     value, lines = outcome.value
-    for line in lines:
+    for line in lines if replay else ():
         level, _, text = line.partition(" ")
         log.log(logging.getLevelName(level), "%s", text.partition(": ")[2] if ": " in text else text)
     return value

@@ -146,6 +146,7 @@ def prepare(job: JobSpec, cache_dir: Path, jobs: int = 2, data: DataState | None
             if _usable(root, job, data, cache_dir, jobs):
                 log.info("shared stages: cache hit %s (checksums verified)", root)
                 return root
+            log.info("shared stages: rebuilding %s", root)
             shutil.rmtree(root, ignore_errors=True)
         _build(job, data, key, teacher_key, cache_dir, root, jobs)
     return root
@@ -178,7 +179,7 @@ def _usable(root: Path, job: JobSpec, data: DataState, cache_dir: Path, jobs: in
 def _build(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_dir: Path, root: Path, jobs: int
            ) -> None:
     """Build the bundle in a temporary folder beside `root`, manifest last, then rename it into place."""
-    durations = _check_durations(data)
+    durations = check_durations(data)
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -193,7 +194,7 @@ def _build(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_dir:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _check_durations(data: DataState) -> dict[str, list[float]]:
+def check_durations(data: DataState) -> dict[str, list[float]]:
     """Each strongly labelled clip's audio length, checked against its events; durations of val and test.
 
     Raises:
@@ -325,16 +326,20 @@ def member_path(cache_dir: Path, teacher_key: str, member: int) -> Path:
 def member_task(job: JobSpec, data: DataState, cache_dir: Path, member: int, jobs: int = 1) -> str:
     """Stage task: train one member of `job`'s teacher and cache its weights (once, under a lock); the
     members of a teacher are independent (each from its own seed), so they train in parallel."""
+    from harness.study.devices import device_lease
+
     teacher_key = StageKeys(data, job.teacher_seed).teacher(job.config)
     path = member_path(cache_dir, teacher_key, member)
     with locked(path, f"teacher member {path}"):
         if _load_member(path, job) is None:
-            _fit_member(job, _teacher_inputs(job, data, cache_dir, jobs), member, path)
+            with device_lease(job.config.train.device) as device:  # a GPU slot of its own, like a job
+                _fit_member(job, _teacher_inputs(job, data, cache_dir, jobs), member, path, device)
     return str(path)
 
 
-def _fit_member(job: JobSpec, inputs: _TeacherInputs, member: int, path: Path) -> torch.nn.Module:
-    device = resolve_device(job.config.train.device)
+def _fit_member(job: JobSpec, inputs: _TeacherInputs, member: int, path: Path, device: str | None = None
+                ) -> torch.nn.Module:
+    device = resolve_device(device or job.config.train.device)
     log.info("teacher: training member %d of %d on %d strong + %d weak clips (%s)", member + 1,
              job.config.teacher.n_models, len(inputs.strong_y), len(inputs.weak_y), device)
     model = train_member(inputs.norm(inputs.features["synthetic"].features), inputs.strong_y,
