@@ -15,7 +15,7 @@ Measured.
   largest epoch's shuffled items, and the epoch log of the job's last epoch.
 - The restore of that checkpoint (`_Checkpointer.resume`: read, parse, load into the model and optimiser).
 - The time of one training step (`train._run_epoch`, see benchmarks/bench_training.py) on the tiny bundle,
-  at 2 threads, best round.
+  at 1 thread (THREADS: a job's threads under the default `--jobs 2` on 2 cores), best round.
 
 Computed (not measured). The smallest epoch of the profile (generation 1: the labeled clips only, 700 in the
 quick corpus, 3,623 in DESED) in steps of 16, times the measured step time, is the epoch's time; its
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import time
 from pathlib import Path
 
@@ -44,7 +45,10 @@ from harness.method.checkpoint import EpochPosition
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-checkpoint.md"
 CHECKPOINT_SECONDS = 300.0  # train_student's default
-THREADS = 2
+# The threads of a job's training: `harness run` on 2 cores runs 2 jobs of 1 thread each (--jobs 2, the
+# default). Earlier versions timed the step at 2 threads, which collapses on a loaded machine (902 ms a step
+# of h = 32 instead of about 36 ms): that made the epoch 25x longer and the checkpoint's share 25x smaller.
+THREADS = 1
 # Per shape: student width, clips of L_S + L_W (the smallest epoch), clips of U, the step budget.
 SHAPES = {"quick": {"hidden": 32, "labeled": 400 + 300, "unlabeled": 1200, "steps": 3600},
           "paper": {"hidden": 256, "labeled": 2045 + 1578, "unlabeled": 14412, "steps": 48790}}
@@ -141,29 +145,31 @@ def run(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> list[dict]:
     return rows_from(measure(quick, cache_dir))
 
 
-def write_results(rows: list[dict], command: str, seconds: float) -> None:
-    from benchmarks.run import commit, format_table, machine
+def write_results(rows: list[dict], command: str, seconds: float, before: dict[str, str]) -> None:
+    """benchmarks/RESULTS-checkpoint.md; `before`: benchmarks.run.machine() taken before the run (its load)."""
+    from benchmarks.run import commit, format_table
 
     lines = ["# Benchmark results: training checkpoints", "",
              f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {seconds:.0f} s.",
-             "", f"- commit: `{commit()}`", *(f"- {k}: {v}" for k, v in machine().items()), "",
+             "", f"- commit: `{commit()}`", *(f"- {k}: {v}" for k, v in before.items()),
+             f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", "",
              "What is measured and what is computed: see the docstring of `benchmarks/bench_checkpoint.py`.", "",
              format_table(rows), ""]
     RESULTS.write_text("\n".join(lines))
 
 
 def main() -> None:
-    from benchmarks.run import print_table
+    from benchmarks.run import machine, print_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and steps (smoke run)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache for the benchmark bundles")
     args = parser.parse_args()
-    start = time.perf_counter()
+    before, start = machine(), time.perf_counter()
     rows = run(args.quick, args.cache)
     print_table(rows)
     write_results(rows, "python -m benchmarks.bench_checkpoint" + (" --quick" if args.quick else ""),
-                  time.perf_counter() - start)
+                  time.perf_counter() - start, before)
     print(f"written: {RESULTS}")
 
 

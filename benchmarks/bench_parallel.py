@@ -12,6 +12,10 @@ the jobs only, plus the command's start-up):
 - `--jobs 1 --threads 1` (the baseline of the target: the same per-job work, one at a time);
 - `--jobs 1 --threads 2` (one job at a time using both cores through intra-op threads).
 
+Every run is measured to its end, under the same generous time-out (STUDY_TIMEOUT); a run that reaches it
+is reported "not measured", never as a bound (earlier versions killed the 2-thread run at 3x the 1-thread
+run's time and reported "> 3x" whatever happened).
+
 Oversubscription: the process tree of the command is sampled (psutil) while it runs; for each loky
 worker the CPU time over its lifetime gives the cores it used (<= 1.0 expected with 1 thread per job),
 and the CPU time of the whole tree over the wall time must stay at or below the number of cores.
@@ -183,6 +187,10 @@ def run_study(study: Path, cache: Path, runs: Path, jobs: int, threads: int | No
     return StudyRun(wall, results, list(monitor.stats.values()), proc.pid)
 
 
+# Time-out of each study run (s): several times the slowest run seen on a loaded 2-core machine.
+STUDY_TIMEOUT = 1800.0
+
+
 def _settings(quick: bool) -> tuple[int, dict[str, object]]:
     """(seeds, --set overrides) of the parallel study."""
     if quick:
@@ -199,10 +207,11 @@ def measure(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> dict[str, S
         study = study_file(Path(tmp), seeds)
         for name, jobs, threads in (("jobs2", 2, None), ("jobs1", 1, 1), ("jobs1_threads2", 1, 2)):
             # 2 threads per job is the configuration that collapses when other processes load the cores
-            # (OpenMP barriers of the LSTM's per-timestep kernels wait for a descheduled thread): bound it.
-            timeout = 3 * runs["jobs1"].wall if name == "jobs1_threads2" else 1800
+            # (OpenMP barriers of the LSTM's per-timestep kernels wait for a descheduled thread): it may take
+            # long, and is measured to its end all the same.
             try:
-                runs[name] = run_study(study, cache_dir, Path(tmp) / name, jobs, threads, settings, timeout=timeout)
+                runs[name] = run_study(study, cache_dir, Path(tmp) / name, jobs, threads, settings,
+                                       timeout=STUDY_TIMEOUT)
             except subprocess.TimeoutExpired:
                 runs[name] = None
                 continue
@@ -212,6 +221,10 @@ def measure(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> dict[str, S
 
 
 def rows_from(runs: dict[str, StudyRun | None]) -> list[dict]:
+    missing = [name for name in ("jobs2", "jobs1") if runs.get(name) is None]
+    if missing:
+        return [{"figure": f"parallel: {', '.join(missing)} not measured (reached the {STUDY_TIMEOUT:.0f}-s time-out)",
+                 "measured": "", "baseline": "", "ratio": None, "target": ">= 1.7", "met": False}]
     n = len(runs["jobs2"].results)
     base, par, thr2 = runs["jobs1"], runs["jobs2"], runs["jobs1_threads2"]
     cores = os.cpu_count() or 1
@@ -222,7 +235,7 @@ def rows_from(runs: dict[str, StudyRun | None]) -> list[dict]:
          "measured": f"{par.wall:.1f} s", "baseline": f"{base.wall:.1f} s", "ratio": base.wall / par.wall,
          "target": ">= 1.7", "met": base.wall / par.wall >= 1.7},
         {"figure": "parallel: --jobs 2 vs --jobs 1 --threads 2", "measured": f"{par.wall:.1f} s",
-         "baseline": f"{thr2.wall:.1f} s" if thr2 else f"> {3 * base.wall:.0f} s (timed out)",
+         "baseline": f"{thr2.wall:.1f} s" if thr2 else f"not measured (reached the {STUDY_TIMEOUT:.0f}-s time-out)",
          "ratio": thr2.wall / par.wall if thr2 else None, "target": "(info)", "met": None},
         {"figure": "parallel --jobs 2: cores used by the busiest job worker",
          "measured": f"{worst_worker:.2f}", "baseline": "1 thread", "ratio": None, "target": "<= 1.05",

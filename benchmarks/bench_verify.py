@@ -59,7 +59,7 @@ def run(quick: bool, cache: Path = CACHE, main_seconds: float = MAIN_SECONDS) ->
         {"figure": f"trust: read the {profile} data and its recorded digests", "measured": f"{data:.3f} s",
          "baseline": "", "ratio": None, "target": "", "met": None},
         {"figure": f"trust: checks of one main command (data + {1 + QUICK_JOBS} verifications) / its wall time",
-         "measured": f"{total:.2f} s", "baseline": f"{main_seconds:.0f} s", "ratio": share,
+         "measured": f"{total:.2f} s", "baseline": f"{main_seconds:.0f} s (given, not measured here)", "ratio": share,
          "target": "<= 0.02", "met": share <= 0.02},
     ]
 

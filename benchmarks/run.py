@@ -117,11 +117,13 @@ def eval_rows(quick: bool) -> list[dict]:
 
 
 def benchmarks() -> list[tuple[str, Callable[[bool], list[dict]]]]:
-    from benchmarks import bench_checkpoint, bench_features, bench_memory, bench_parallel, bench_training, bench_verify
+    from benchmarks import (bench_checkpoint, bench_features, bench_memory, bench_parallel, bench_step, bench_training,
+                            bench_verify)
 
     return [("1 training", bench_training.run), ("2 evaluation", eval_rows), ("3 features", bench_features.run),
             ("4 parallel", bench_parallel.run), ("5-6 study overhead and memory", bench_memory.run),
-            ("7 trust", bench_verify.run), ("8 checkpoints", bench_checkpoint.run)]
+            ("7 trust", bench_verify.run), ("8 checkpoints", bench_checkpoint.run),
+            ("9 training step, fp32 and bf16", bench_step.run)]
 
 
 def write_results(rows: list[dict], info: dict[str, str], command: str, seconds: float, notes: list[str]) -> None:

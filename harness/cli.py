@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retries", type=int, default=1, help="more attempts for a job whose worker died, was "
                      "preempted or timed out; it resumes from its checkpoint (default 1; never for a job that "
                      "failed on its own, e.g. a diverged loss)")
+    run.add_argument("--until-converged", action="store_true", help="double train.steps (every variant alike, "
+                     "each budget its own run directory) until every run's validation F1 has converged (the "
+                     "report's rule), up to --max-steps")
+    run.add_argument("--max-steps", type=int, default=None, help="with --until-converged: the cap on train.steps "
+                     "(default: 8x the study's own)")
     run.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
     run.add_argument("--force", action="store_true", help="run every job again, finished ones included")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory")
@@ -206,14 +211,15 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="the run directory's name under --runs, as given to `run`")
 
 
-def _resolved(args):
+def _resolved(args, more: tuple[str, ...] = ()):
+    """The study of the command line (its --set overrides, then `more`) and the cache directory."""
     from harness.study.plan import resolve
     from harness.study.spec import load_study, split_overrides
 
     spec = load_study(args.file)
     cache = args.cache or default_cache()
-    return resolve(spec, args.profile, cache, split_overrides(args.overrides), args.data,
-                   tuple(args.overrides)), cache
+    texts = [*args.overrides, *more]
+    return resolve(spec, args.profile, cache, split_overrides(texts), args.data, tuple(texts)), cache
 
 
 def cmd_run(args) -> int:
@@ -284,10 +290,19 @@ def _dask_on_slurm(args, study, options) -> int:
 def _run_and_report(args, study, options) -> int:
     from harness.study.runner import run_study
 
+    if args.until_decided and args.until_converged:
+        raise HarnessError("--until-decided and --until-converged: choose one (converge first, then decide)")
     if args.until_decided:
         from harness.study.sequential_run import run_until_decided
 
         outcome = run_until_decided(study, options, _looks(args))
+    elif args.until_converged:
+        from harness.study.converged_run import run_until_converged
+
+        def at(steps: int):
+            return _resolved(args, (f"train.steps={steps}",))[0]
+
+        outcome = run_until_converged(at, study, options, args.max_steps or 8 * study.base.train.steps)
     else:
         outcome = run_study(study, options)
     print(f"results: {outcome.run_dir / 'results.csv'} ({outcome.total} jobs: {outcome.ran} ran, "

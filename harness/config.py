@@ -105,6 +105,9 @@ class TrainConfig:
     steps: int = 48790  # fixed budget of optimiser steps per trial
     epoch_steps: int | None = None  # None: an epoch is one pass over the clips in use; else a fixed count
     device: str = "auto"  # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1"
+    # "bf16": the student's LSTM runs under bfloat16 autocast in training steps (CPU and GPU); its heads,
+    # the losses, the optimiser and every evaluation stay float32 (harness.method.train). Changes numbers.
+    precision: Literal["fp32", "bf16"] = "fp32"
     checkpoint: bool = True  # keep the best epoch's weights in the job directory
     energy_country: str = "USA"  # ISO 3166 alpha-3 code for codecarbon's offline tracker (harness.evaluation.energy)
 
@@ -360,6 +363,10 @@ def check_method(config: MethodConfig, where: str) -> None:
     if config.train.epoch_steps is not None and config.train.epoch_steps < 1:
         raise ConfigError(f"{where}: train.epoch_steps = {config.train.epoch_steps}; give at least 1, or leave it "
                           "unset for one pass over the clips in use")
+    precisions = typing.get_args(_field_types(TrainConfig)["precision"])
+    if config.train.precision not in precisions:
+        raise ConfigError(f"{where}: train.precision = {config.train.precision!r}; choose one of "
+                          f"{', '.join(map(repr, precisions))}")
     if not 0 <= config.augment.p <= 1:
         raise ConfigError(f"{where}: augment.p = {config.augment.p}; a probability lies in [0, 1]")
     if config.teacher.source == "file" and not config.teacher.predictions:

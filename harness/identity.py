@@ -48,6 +48,13 @@ RUN_ONLY_FIELDS: tuple[str, ...] = (
 )
 
 
+# Fields added after finished results existed, left out of every key at their default, which gives the
+# numbers of the code before them: adding them made no finished job new. Any other value enters the key.
+DEFAULT_OMITTED: dict[str, Any] = {
+    "train.precision": "fp32",
+}
+
+
 def digest(*parts: Any, length: int = 16) -> str:
     """A stable hex digest of plain values and config dataclasses (keys sorted)."""
     payload = json.dumps([to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts],
@@ -56,11 +63,15 @@ def digest(*parts: Any, length: int = 16) -> str:
 
 
 def method_identity(config: MethodConfig) -> dict[str, Any]:
-    """The resolved method config as data, without RUN_ONLY_FIELDS."""
+    """The resolved method config as data, without RUN_ONLY_FIELDS (nor DEFAULT_OMITTED fields at their default)."""
     data = to_dict(config)
     for dotted in RUN_ONLY_FIELDS:
         section, name = dotted.split(".")
         data[section].pop(name)
+    for dotted, default in DEFAULT_OMITTED.items():
+        section, name = dotted.split(".")
+        if data[section][name] == default:
+            data[section].pop(name)
     return data
 
 

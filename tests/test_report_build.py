@@ -158,7 +158,9 @@ def test_all_files_exist(built):
 def test_tables_byte_identical(built):
     root, _ = built
     files = sorted(p.relative_to(root / "out1") for p in (root / "out1" / "tables").iterdir())
-    assert len(files) == 21  # 4 tables + the beyond-the-t-test tables per metric + sequential, 3 formats each
+    # 4 tables + the beyond-the-t-test tables per metric + sequential + convergence, 3 formats each, and
+    # convergence_runs.csv
+    assert len(files) == 25
     for rel in files:
         assert (root / "out1" / rel).read_bytes() == (root / "out2" / rel).read_bytes(), rel
     # The report differs at most in the footer line (the generation time).
@@ -279,3 +281,49 @@ def test_runs_without_saved_outputs_say_what_is_missing(built):
     text = md.read_text()
     assert "## Uncertainty within a run: clip-level bootstrap" in text and "Not computed:" in text
     assert "Size and energy: not measured" in text
+
+
+def test_convergence_is_reported_flagged_and_warned(tmp_path):
+    n_epochs = 20  # the rule's tail: the last 5 epochs
+    run_dir = make_run_dir(tmp_path, n_epochs=n_epochs)
+    epochs = np.arange(1, n_epochs + 1)
+    for job in (run_dir / "jobs").iterdir():
+        metrics = pd.read_csv(job / "metrics.csv")
+        top = metrics["val_f1"].iloc[-1]
+        if job.name.startswith("SW+EM+CS"):  # still climbing 0.5 points an epoch
+            metrics["val_f1"] = top - 0.5 * (n_epochs - epochs)
+        else:  # at its plateau from epoch 10 on
+            metrics["val_f1"] = np.minimum(top, top * epochs / 10)
+        metrics.to_csv(job / "metrics.csv", index=False)
+    md = build_report(run_dir, tmp_path / "out").read_text()
+    out = tmp_path / "out" / "tables"
+    conv = pd.read_csv(out / "convergence.csv").set_index("Experiment")
+    assert conv.loc["EF+SW+EM+CS", ["converged", "not_converged", "undetermined"]].tolist() == [5, 0, 0]
+    assert conv.loc["EF+SW+EM+CS", "median_best_epoch"] == 10 and conv.loc["EF+SW+EM+CS", "median_epochs"] == 20
+    assert conv.loc["SW+EM+CS", ["converged", "not_converged"]].tolist() == [0, 5]
+    assert conv.loc["SW+EM+CS", "median_gain"] == pytest.approx(2.5)  # best 20 vs 15 epochs in: 5 x 0.5
+    assert conv.loc["SW+EM+CS", "median_slope"] == pytest.approx(0.5)
+    assert conv.loc["EM+CS", "runs_with_curve"] == 0  # its one job has no metrics.csv
+    runs = pd.read_csv(out / "convergence_runs.csv").set_index("job_id")
+    assert runs.loc["SW+EM+CS-s3", "status"] == "not converged" and runs.loc["EM+CS-s0", "status"] == "no curve"
+    # Tables 1-3: the flag and its legend; Table 3 has no flagged variant, so no legend of its own.
+    assert "| SW+EM+CS † | All | Strong+weak |" in (out / "table_1.md").read_text()
+    assert r"SW+EM+CS \textdagger{}" in (out / "table_1.tex").read_text()
+    assert "† not converged when training ended (see Convergence): SW+EM+CS (5 of 5 runs)." in md
+    assert "†" not in (out / "table_3.md").read_text()
+    assert "| SW+EM+CS | 5 | 0 / 5 | 5 | 0 |" in md and "not converged: seeds 0, 1, 2, 3, 4" in md
+    # A warning above Table 4 and above the table beyond it, naming only the rows that involve SW+EM+CS.
+    warning = ("Warning, not converged: 'Easier first vs all' involves SW+EM+CS (5 of 5 runs), whose validation "
+               "F1 was still improving")
+    assert md.count(warning) == 4  # Table 4 and 4b, each with its beyond-the-t-test table
+    first = md.index(warning)
+    assert md.index("## Table 4: t-tests on validation F1") < first < md.index("**Table 4: t-tests on validation F1")
+    assert "How to read the convergence table. A run has converged when" in md
+
+
+def test_convergence_without_any_log(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    for job in (run_dir / "jobs").iterdir():
+        (job / "metrics.csv").unlink()
+    md = build_report(run_dir, tmp_path / "out").read_text()
+    assert "Not checked: no run has a readable per-epoch log" in md and "†" not in md

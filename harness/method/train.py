@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from harness.config import MethodConfig
-from harness.errors import JobStopped
+from harness.errors import ConfigError, JobStopped
 from harness.evaluation.metrics import EventScores, SegmentScores, event_based, segment_based
 from harness.evaluation.postprocess import median_windows, postprocess
 from harness.method.augment import spec_augment
@@ -38,6 +38,17 @@ log = logging.getLogger("harness.train")
 # Set by a job's worker when it is asked to stop (SIGTERM, a time limit): training then writes a checkpoint
 # at the next step boundary and raises JobStopped, and the next run resumes from there.
 STOP = threading.Event()
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The context of a training step's forward pass: bfloat16 autocast for train.precision = "bf16", none
+    (float32) for "fp32".
+
+    Only training steps use it. Validation, the test evaluation and the curriculum's difficulty scores run in
+    float32 whatever the precision (`predict`), so that the scores and the best epoch they choose measure
+    the trained weights, not the precision of one more forward pass, and compare with every fp32 job's.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _stopping(stop: threading.Event | None) -> bool:
@@ -169,6 +180,9 @@ def train_student(
             from the checkpoint; `on_epoch` is not called again for those (a caller that keeps a log
             rewrites it from them, as `outcome.epochs` will start with them too).
     """
+    if config.train.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f'train.precision = "bf16": {torch.cuda.get_device_name(device)} has no bfloat16 '
+                          'support; use train.precision = "fp32" on this GPU')
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     aug_gen = torch.Generator().manual_seed(seed)
@@ -335,8 +349,10 @@ def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, ou
             rows = rows[: max(0, min(tc.batch_size, len(items) - b * tc.batch_size))]
         x, batch = pool.batch(items[rows], device)
         if config.augment.kind != "none":
-            x = spec_augment(x.cpu(), batch.weak.cpu(), config.augment, median_frames, aug_gen).to(device)
-        frame, clip = model(x)
+            # The masks are drawn on the CPU (its generator); only they, not the batch, cross to the device.
+            x = spec_augment(x, batch.weak.cpu(), config.augment, median_frames, aug_gen)
+        with autocast(tc.precision, device):
+            frame, clip = model(x)  # float32 outputs in either precision (harness.model.student)
         terms = loss_terms(frame, clip, batch, config.loss)
         check_finite(terms, epoch, outcome.steps + 1)
         total = terms.weak + terms.strong + terms.unlabeled

@@ -76,9 +76,14 @@ class Student(nn.Module):
         Returns:
             frame [B, C, T] and clip [B, C], both in [0, 1] (not clamped: the loss clamps).
         """
-        hidden, _ = self.lstm(x)  # [B, T, h]
-        frame = torch.sigmoid(self.frame_head(hidden))  # [B, T, C]
-        clip = attention_pool(frame, self.attention_head(hidden), self.attention)
+        hidden, _ = self.lstm(x)  # [B, T, h]; bfloat16 under autocast (train.precision = "bf16")
+        # Under autocast only the LSTM, nearly all of the step's work, runs in low precision. The heads and
+        # the pooling stay float32: a bfloat16 probability has 8 significant bits, so every p > 0.998 would
+        # round to 1.0, where the loss's clamp cuts its gradient, and a 500-frame softmax loses digits.
+        with torch.autocast(x.device.type, enabled=False):
+            hidden = hidden.float()
+            frame = torch.sigmoid(self.frame_head(hidden))  # [B, T, C]
+            clip = attention_pool(frame, self.attention_head(hidden), self.attention)
         return frame.transpose(1, 2), clip
 
 

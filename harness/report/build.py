@@ -28,7 +28,7 @@ from harness.constants import CLASSES
 from harness.errors import DataError
 from harness.records import RescoreRecord, StudyRecord, read_record, to_data
 from harness.schema import ROW_IDENTITY_COLUMNS
-from harness.report import figures, sections, stats, tables
+from harness.report import convergence, figures, sections, stats, tables
 from harness.report.summary import analyse_summary, read_summary
 from harness.study.rescore import EVENT_RESAMPLES, PSDS_RESAMPLES, read_rescore
 
@@ -214,6 +214,20 @@ def _learning_curves(
     return curves, skipped
 
 
+def _convergence(run_dir: Path, results: pd.DataFrame) -> dict[str, convergence.Convergence]:
+    """job id -> the convergence verdict of its validation curve (jobs/<id>/metrics.csv); jobs without a
+    readable metrics.csv are left out."""
+    if not len(results) or "job_id" not in results:
+        return {}
+    verdicts = {}
+    for job_id in results["job_id"].astype(str):
+        curve = _read_curve(run_dir / "jobs" / job_id / "metrics.csv")
+        if curve is not None:
+            epochs = sorted(curve)
+            verdicts[job_id] = convergence.assess([curve[e] for e in epochs], epochs)
+    return verdicts
+
+
 def _per_class_matrix(per_class: pd.DataFrame, variants: Sequence[str], split: str) -> tuple[list[str], np.ndarray]:
     """Rows: variants with per-class results; columns: CLASSES. Mean F1 (%) over runs."""
     if per_class.empty:
@@ -358,13 +372,16 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
     if record.description:
         blocks.append(Block("p", record.description))
     blocks.append(Block("p", _header(record, len(results), choice, rescore_record)))
+    verdicts = _convergence(run_dir, results)
+    flagged = sections.unconverged_variants(results, verdicts)
     for table in study["tables"]:
         numeric = tables.variant_table(results, study, table, choice.columns)
-        display = tables.display_variant_table(numeric)
+        display, legend = sections.mark_unconverged(tables.display_variant_table(numeric), flagged)
         caption = f"{table['name']}: {table.get('caption', '')}".rstrip(": ")
         _write_table(out_dir, _slug(table["name"]), numeric, display, caption)
-        blocks += [Block("h2", table["name"]), Block("table", caption, table=display)]
+        blocks += [Block("h2", table["name"]), Block("table", caption, table=display), *legend]
     variants = [v for v in _variant_order(study, results) if (results["variant"] == v).any()]
+    blocks += sections.convergence_blocks(out_dir, results, variants, verdicts)
     within, missing = _within_run(run_dir, results, choice, rescore_record, cache_dir, seed)
     blocks += sections.uncertainty_blocks(out_dir, results, variants, choice.columns, within, missing,
                                           EVENT_RESAMPLES, PSDS_RESAMPLES)
@@ -378,8 +395,9 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
             caption = f"{heading} ({test_name}, two-sided)"
             display = tables.drop_empty_note(tables.display_comparison_table(rows))
             _write_table(out_dir, f"table4_{column}", tables.comparison_table(rows), display, caption)
-            blocks += [Block("h2", heading), Block("table", caption, table=display)]
-            blocks += sections.beyond_blocks(out_dir, rows, column)
+            warning = sections.convergence_warning(rows, flagged)
+            blocks += [Block("h2", heading), *warning, Block("table", caption, table=display)]
+            blocks += [*warning, *sections.beyond_blocks(out_dir, rows, column)]
         blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
         blocks.append(Block("p", sections.HOW_TO_READ_BEYOND))
         blocks += sections.forest_blocks(out_dir, rows_by_metric)

@@ -298,3 +298,82 @@ def roc_blocks(out_dir: Path, results: pd.DataFrame, variants: Sequence[str], re
     fig.suptitle(f"PSD-ROC ({scenario.upper()} scenario), mean over seeds", fontsize=10)
     figures.save_figure(fig, out_dir / "figures" / "psd_roc")
     return [_block("figure", caption, path=Path("figures/psd_roc.png"))]
+
+
+# ---------------------------------------------------------------- convergence
+
+CONVERGENCE_NOTE = (
+    "How to read the convergence table. {rule} Converged counts the runs that passed, of those with a "
+    "per-epoch log; the gain and the slope are the medians over the tested runs (validation F1, whatever "
+    "metric the tables show: it is the metric that chooses each run's best epoch). A variant with a run "
+    "that had not converged is marked † in Tables 1-3, and every comparison involving it carries a warning: "
+    "its runs were still improving when the step budget ended, so a difference may reflect the budget as "
+    "much as the method. Per run: tables/convergence_runs.csv."
+)
+UNCONVERGED_MARK = " †"
+
+
+def unconverged_variants(results: pd.DataFrame, verdicts: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """variant -> (runs not converged, runs with a curve), for the variants with at least one such run.
+
+    Args:
+        verdicts: job id -> harness.report.convergence.Convergence.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    if not len(results) or "job_id" not in results:
+        return out
+    for variant, runs in results.groupby("variant", sort=False):
+        got = [verdicts[j] for j in runs["job_id"].astype(str) if j in verdicts]
+        late = sum(v.status == "not converged" for v in got)
+        if late:
+            out[str(variant)] = (late, len(got))
+    return out
+
+
+def convergence_blocks(out_dir: Path, results: pd.DataFrame, variants: Sequence[str],
+                       verdicts: dict[str, Any]) -> list[Any]:
+    """The convergence section (tables convergence.* and convergence_runs.csv), or why it is missing."""
+    from harness.report.convergence import rule_text
+
+    heading = _block("h2", "Convergence: had validation F1 stopped improving?")
+    if not verdicts:
+        return [heading, _block("p", "Not checked: no run has a readable per-epoch log (jobs/<id>/metrics.csv).")]
+    numeric, display = tables.convergence_table(results, verdicts, variants)
+    caption = "Runs whose validation F1 had converged when training ended, per variant"
+    _write(out_dir, "convergence", numeric, display, caption)
+    (out_dir / "tables" / "convergence_runs.csv").write_text(
+        tables.to_csv(tables.convergence_runs_table(results, verdicts)), encoding="utf-8", newline="\n")
+    flagged = unconverged_variants(results, verdicts)
+    blocks = [heading]
+    if flagged:
+        blocks.append(_block("p", "Warning: " + _flag_list(flagged) + " had not converged."))
+    return [*blocks, _block("table", caption, table=display), _block("p", CONVERGENCE_NOTE.format(rule=rule_text()))]
+
+
+def _flag_list(flagged: dict[str, tuple[int, int]]) -> str:
+    return ", ".join(f"{v} ({late} of {n} runs)" for v, (late, n) in flagged.items())
+
+
+def mark_unconverged(display: pd.DataFrame, flagged: dict[str, tuple[int, int]]) -> tuple[pd.DataFrame, list[Any]]:
+    """A Tables 1-3 display with † after each flagged variant's name, and the legend paragraph ([] if none)."""
+    if "Experiment" not in display or not any(display["Experiment"].isin(list(flagged))):
+        return display, []
+    out = display.copy()
+    shown = [name for name in out["Experiment"] if name in flagged]
+    out["Experiment"] = [f"{name}{UNCONVERGED_MARK}" if name in flagged else name for name in out["Experiment"]]
+    legend = ("† not converged when training ended (see Convergence): "
+              + _flag_list({v: flagged[v] for v in shown}) + ".")
+    return out, [_block("p", legend)]
+
+
+def convergence_warning(rows: Sequence[stats.Comparison], flagged: dict[str, tuple[int, int]]) -> list[Any]:
+    """The warning line above a Table 4 (or beyond-the-t-test) table whose rows involve a flagged variant."""
+    hit = [r for r in rows if r.a in flagged or r.b in flagged]
+    if not hit:
+        return []
+    variants = {v: flagged[v] for r in hit for v in (r.a, r.b) if v in flagged}
+    labels = "; ".join(f"'{r.label}'" for r in hit)
+    verb = "involves" if len(hit) == 1 else "involve"
+    return [_block("p", f"Warning, not converged: {labels} {verb} {_flag_list(variants)}, whose validation F1 "
+                        "was still improving when training ended; a difference may reflect the step budget as "
+                        "much as the method (see Convergence).")]

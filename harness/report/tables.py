@@ -182,6 +182,72 @@ def display_variant_table(numeric: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+# ---------------------------------------------------------------- convergence
+
+def convergence_table(results: pd.DataFrame, verdicts: dict[str, Any], variants: Sequence[str]
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric, display): per variant, how many runs had converged when training ended.
+
+    Args:
+        results: rows of RESULTS_COLUMNS (job_id, variant, seed).
+        verdicts: job id -> harness.report.convergence.Convergence; a job without one had no readable
+            metrics.csv.
+        variants: rows, in order (variants without runs are left out).
+
+    Returns:
+        numeric columns Experiment, n, runs_with_curve, converged, not_converged, undetermined,
+        median_best_epoch, median_epochs, median_gain (points), median_slope (points per epoch).
+    """
+    from harness.report.convergence import summarize
+
+    numeric_rows, display_rows = [], []
+    for name in variants:
+        runs = results[results["variant"] == name]
+        if not len(runs):
+            continue
+        jobs = runs["job_id"].astype(str).tolist()
+        seeds = runs["seed"].tolist() if "seed" in runs else list(range(len(runs)))
+        got = [verdicts[j] for j in jobs if j in verdicts]
+        s = summarize(got)
+        numeric_rows.append({"Experiment": name, "n": len(runs), "runs_with_curve": s.runs,
+                             "converged": s.converged, "not_converged": s.not_converged,
+                             "undetermined": s.undetermined, "median_best_epoch": s.median_best_epoch,
+                             "median_epochs": s.median_epochs, "median_gain": s.median_gain,
+                             "median_slope": s.median_slope})
+        late = [str(seed) for seed, j in zip(seeds, jobs) if j in verdicts and verdicts[j].status == "not converged"]
+        notes = ([f"not converged: seed{'s' if len(late) > 1 else ''} {', '.join(late)}"] if late else [])
+        notes += [f"{len(runs) - s.runs} run(s) without a readable metrics.csv"] if s.runs < len(runs) else []
+        best = (DASH if not math.isfinite(s.median_best_epoch) else
+                f"{s.median_best_epoch:g} / {s.median_epochs:g}")
+        display_rows.append({"Experiment": name, "n": str(len(runs)), "Converged": f"{s.converged} / {s.runs}",
+                             "Not converged": str(s.not_converged), "Undetermined": str(s.undetermined),
+                             "Best epoch / epochs (median)": best,
+                             "Last-quarter gain (median, points)": _num(s.median_gain, "+.2f"),
+                             "Last-quarter slope (median, points/epoch)": _num(s.median_slope, "+.3f"),
+                             "Note": "; ".join(notes)})
+    return pd.DataFrame(numeric_rows), drop_empty_note(pd.DataFrame(display_rows))
+
+
+def convergence_runs_table(results: pd.DataFrame, verdicts: dict[str, Any]) -> pd.DataFrame:
+    """Numeric frame of every run's verdict: job_id, variant, seed, status, epochs, best_epoch,
+    tail_epochs, gain (points), slope (points per epoch), p_trend, reason; runs without a curve
+    have status "no curve"."""
+    rows = []
+    for job, variant, seed in zip(results["job_id"].astype(str), results["variant"],
+                                  results["seed"] if "seed" in results else [np.nan] * len(results)):
+        v = verdicts.get(job)
+        if v is None:
+            rows.append({"job_id": job, "variant": variant, "seed": seed, "status": "no curve"})
+            continue
+        rows.append({"job_id": job, "variant": variant, "seed": seed, "status": v.status, "epochs": v.epochs,
+                     "best_epoch": v.best_epoch, "tail_epochs": v.tail_epochs,
+                     "gain": np.nan if v.gain is None else v.gain, "slope": np.nan if v.slope is None else v.slope,
+                     "p_trend": np.nan if v.p_trend is None else v.p_trend, "reason": v.reason})
+    columns = ["job_id", "variant", "seed", "status", "epochs", "best_epoch", "tail_epochs", "gain", "slope",
+               "p_trend", "reason"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 # ---------------------------------------------------------------- uncertainty within a run, compute
 
 def uncertainty_table(results: pd.DataFrame, intervals: dict[str, dict[str, tuple[float, float]]],
@@ -602,7 +668,7 @@ def to_markdown(display: pd.DataFrame) -> str:
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "α": r"$\alpha$",
-    "Δ": r"$\Delta$", "—": "---", "–": "--", "−": "$-$", "∞": r"$\infty$",
+    "Δ": r"$\Delta$", "†": r"\textdagger{}", "—": "---", "–": "--", "−": "$-$", "∞": r"$\infty$",
 }
 
 

@@ -27,8 +27,9 @@ def device_lease(requested: str, jobs_per_gpu: int = 1, poll_seconds: float = 1.
         return
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
     while True:
-        for gpu in range(torch.cuda.device_count()):
-            for slot in range(max(1, jobs_per_gpu)):
+        # Slot-major: with two GPUs, the first two jobs go to different GPUs rather than filling GPU 0 first.
+        for slot in range(max(1, jobs_per_gpu)):
+            for gpu in range(torch.cuda.device_count()):
                 handle = open(LOCK_DIR / f"gpu{gpu}-slot{slot}.lock", "w")
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
