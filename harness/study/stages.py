@@ -342,9 +342,16 @@ def _fit_member(job: JobSpec, inputs: _TeacherInputs, member: int, path: Path, d
     device = resolve_device(device or job.config.train.device)
     log.info("teacher: training member %d of %d on %d strong + %d weak clips (%s)", member + 1,
              job.config.teacher.n_models, len(inputs.strong_y), len(inputs.weak_y), device)
-    model = train_member(inputs.norm(inputs.features["synthetic"].features), inputs.strong_y,
-                         inputs.norm(inputs.features["weak"].features), inputs.weak_y, job.config.teacher,
-                         seed=job.teacher_seed, member=member, device=device, on_epoch=_log_teacher_epoch)
+    # One thread, whatever --threads the study runs with: a convolution's last bits depend on the thread count,
+    # and a cached teacher must be the same whichever study trained it (its key has no thread count).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = train_member(inputs.norm(inputs.features["synthetic"].features), inputs.strong_y,
+                             inputs.norm(inputs.features["weak"].features), inputs.weak_y, job.config.teacher,
+                             seed=job.teacher_seed, member=member, device=device, on_epoch=_log_teacher_epoch)
+    finally:
+        torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         torch.save(model.state_dict(), tmp)
@@ -376,8 +383,13 @@ def _train_teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int):
             model = _load_member(path, job)
             models.append(model if model is not None else _fit_member(job, inputs, member, path))
     device = resolve_device(job.config.train.device)
-    preds = {n: predict_ensemble(models, inputs.norm(inputs.features[n].features), device=device)
-             for n in TEACHER_SUBSETS}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the members were trained (see _fit_member): pseudolabels independent of --threads
+    try:
+        preds = {n: predict_ensemble(models, inputs.norm(inputs.features[n].features), device=device)
+                 for n in TEACHER_SUBSETS}
+    finally:
+        torch.set_num_threads(threads)
     return preds, time.perf_counter() - start
 
 
