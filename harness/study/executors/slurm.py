@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -126,6 +125,7 @@ def student_job(job, bundle_root: str, job_dir: str, threads: int, jobs_per_gpu:
     are left; rebuild the study's tables when it ends."""
     from harness.method import train
     from harness.study import job as jobmod
+    from harness.study import runner
 
     why: list[str] = []
 
@@ -139,12 +139,14 @@ def student_job(job, bundle_root: str, job_dir: str, threads: int, jobs_per_gpu:
     if summary["status"] == "stopped":
         kind = why[0] if why else "Preempted"
         tried = jobmod.attempts(Path(job_dir))
-        _note(Path(job_dir), f"==== attempt {tried} ended: {kind}: stopped by a signal, checkpoint kept ====")
+        runner._append_log(Path(run_dir), job, f"==== attempt {tried} ended: {kind}: stopped by a signal, "
+                                               "checkpoint kept ====")
         if tried <= retries:
-            _note(Path(job_dir), f"requeued (retry {tried} of {retries}); it resumes from its checkpoint")
+            runner._append_log(Path(run_dir), job, f"requeued (retry {tried} of {retries}); it resumes from its "
+                                                   "checkpoint")
             _requeue()
         cause = "its time limit" if kind == "TimedOut" else "a signal: scancel or preemption"
-        summary = _fail(job, Path(job_dir), kind, f"stopped by Slurm ({cause}) after {tried} attempt(s) (--retries "
+        summary = runner._record_failure(job, Path(run_dir), kind, f"stopped by Slurm ({cause}) after {tried} attempt(s) (--retries "
                         f"{retries}); its checkpoint is kept: run the study again with --rerun-failed to resume it")
     _tables(Path(run_dir))
     return summary
@@ -160,24 +162,6 @@ def _requeue() -> None:
     # and its srun, ending it, would then end the requeued attempt too (it reuses the step's id).
     logging.shutdown()
     os._exit(1)
-
-
-def _fail(job, directory: Path, kind: str, message: str) -> dict:
-    from harness.records import Failure, write_record
-    from harness.study import job as jobmod
-
-    write_record(directory / jobmod.ERROR, Failure(job_id=job.job_id, error=kind, message=message,
-                                                   log=str(directory / jobmod.LOG)))
-    _note(directory, f"job failed: {kind}: {message}")
-    return {"job_id": job.job_id, "status": "failed", "message": f"{kind}: {message}", "seconds": 0.0}
-
-
-def _note(directory: Path, line: str) -> None:
-    try:
-        with open(directory / "log.txt", "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} harness.slurm {line}\n")
-    except OSError:
-        pass
 
 
 def _tables(run_dir: Path) -> None:
