@@ -196,7 +196,7 @@ def _cluster_of(args, study):
 
 def _study_args(p: argparse.ArgumentParser, what: str = "an ablation file, e.g. ablations/table2.toml") -> None:
     p.add_argument("file", type=Path, help=what)
-    p.add_argument("--profile", default="paper", help="paper (DESED, SPEC 2.5; default), quick or tiny")
+    p.add_argument("--profile", default="paper", help="paper (DESED, SPEC 2.5; default), quick, quick-long (converged, slower) or tiny")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.steps=500 --set seeds=3 --set data.root=/x")
     p.add_argument("--data", help="DESED root (or set $HARNESS_DESED_ROOT)")

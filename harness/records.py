@@ -259,6 +259,10 @@ class Budget:
     teacher_models: int
     teacher_channels: int
     teacher_source: str
+    # train.precision of the student's training steps; records written before it existed were fp32
+    precision: str = "fp32"
+    features_hop: float = 0.02  # seconds between frames (features.hop_seconds)
+    n_frames: int = 500  # frames a clip (features.n_frames)
 
 
 @dataclass(frozen=True)
@@ -344,6 +348,9 @@ class Provenance:
     cuda_version: str | None  # torch.version.cuda; None for a CPU build
     harness_version: str
     git_commit: str
+    # the CPU model and the instruction sets its kernels use (environment.cpu_description); "" in records
+    # written before it was kept
+    cpu: str = ""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "data_digest",  # content digest of the data (TSV bytes + audio)
     "threads",  # torch threads of the job
     "device",
+    "cpu",  # CPU model, torch's CPU capability and the instruction sets that pick its kernels
     "torch_version",
     "cuda_version",
     "harness_version",

@@ -231,6 +231,9 @@ def test_header_states_the_resolution(built):
     assert "Profile: test; overrides: `--set train.steps=100`; budget: 100 steps a run, student h = 32" in text
     assert "teacher: 2 CNNs of width 24" in text and "data: synthetic:quick:0 (digest d1)" in text
     assert "harness commit abc" in text
+    # What changes the numbers besides the budget: the training steps' precision and the frame geometry
+    # (a record written before these fields existed reads as the paper's fp32, 500 frames of 20 ms).
+    assert "(3 layers, fp32 training steps), frames: 500 of 20 ms" in text
 
 
 def test_report_on_another_metric(tmp_path):
@@ -315,9 +318,13 @@ def test_convergence_is_reported_flagged_and_warned(tmp_path):
     # A warning above Table 4 and above the table beyond it, naming only the rows that involve SW+EM+CS.
     warning = ("Warning, not converged: 'Easier first vs all' involves SW+EM+CS (5 of 5 runs), whose validation "
                "F1 was still improving")
-    assert md.count(warning) == 4  # Table 4 and 4b, each with its beyond-the-t-test table
+    # Table 4 and 4b, each with its beyond-the-t-test table, the forest plot and the sequential section
+    assert md.count(warning) == 6
     first = md.index(warning)
     assert md.index("## Table 4: t-tests on validation F1") < first < md.index("**Table 4: t-tests on validation F1")
+    forest, sequential = md.index("![Comparisons: difference of means"), md.index("## Sequential seeds in retrospect")
+    assert md.rindex(warning, 0, forest) > md.index("How to read")
+    assert sequential < md.index(warning, sequential) < md.index("**Sequential seeds in retrospect")
     assert "How to read the convergence table. A run has converged when" in md
 
 

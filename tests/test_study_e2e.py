@@ -103,7 +103,14 @@ def test_local_run_writes_tidy_tables_and_skips_finished_jobs(workdir, finished)
         for name in ("job.json", "log.txt", "metrics.csv", "result.json", "best.pt",
                      "predictions_validation.tsv", "predictions_test.tsv", "probabilities_test.npz"):
             assert (job / name).exists(), (job, name)
-    assert json.loads((run_dir / "environment.json").read_text())["packages"]["torch"]
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert env["packages"]["torch"]
+    # The CPU that picked the kernels, with every result: its model as /proc/cpuinfo names it and the
+    # instruction sets that change which oneDNN kernels run (bf16 is native with avx512_bf16 only).
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    cpu = table["cpu"].unique().tolist()
+    assert cpu == [env["cpu"]] and env["cpu"].startswith(env["processor"] + "; torch ")
+    assert ("avx512_bf16" in cpu[0]) == ("avx512_bf16" in flags) and ("avx2" in cpu[0]) == ("avx2" in flags)
     assert (workdir / "reports" / "tiny-tiny" / "report.md").exists()
     assert "4 total" in out.stderr
 

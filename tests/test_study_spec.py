@@ -1,5 +1,6 @@
 """Ablation files, profiles and overrides: expansion and every kind of bad input."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,20 @@ def test_paper_tables_expand_to_their_variants_and_comparisons():
         for variant in spec.variants:
             if variant.factor_dict["pseudolabels"] != "none":  # EM+CS drops the N/A curriculum
                 assert variant.name == variant_name(variant.factor_dict), variant
+
+
+def test_quick_profiles_keep_every_length_in_seconds_and_differ_only_in_steps(tmp_path):
+    spec = load_study(ABLATIONS / "table2.toml")
+    paper = MethodConfig()
+    quick, long = (resolve(spec, name, tmp_path).base for name in ("quick", "quick-long"))
+    f = quick.features
+    assert f.n_frames * f.hop_seconds == pytest.approx(10.0)  # the whole 10-s clip, as in the paper
+    # Masks that count frames keep the paper's length in seconds at the coarser frame rate.
+    assert quick.loss.segment_buffer * f.hop_seconds == pytest.approx(paper.loss.segment_buffer * 0.02)
+    assert quick.augment.time_mask_frames * f.hop_seconds == pytest.approx(paper.augment.time_mask_frames * 0.02)
+    assert long.train.steps > quick.train.steps
+    assert dataclasses.replace(long, train=dataclasses.replace(long.train, steps=quick.train.steps)) == quick
+    assert resolve(spec, "quick-long", tmp_path).seeds == resolve(spec, "quick", tmp_path).seeds
 
 
 def test_quick_profile_keeps_first_seeds_and_applies_budget(tmp_path):
@@ -132,7 +147,7 @@ def test_missing_file_and_unknown_profile(tmp_path):
     with pytest.raises(ConfigError, match="no such ablation file"):
         load_study(tmp_path / "nope.toml")
     spec = load_study(write(tmp_path, MINIMAL))
-    with pytest.raises(ConfigError, match="unknown profile 'fast'; valid profiles: paper, quick, tiny"):
+    with pytest.raises(ConfigError, match="unknown profile 'fast'; valid profiles: paper, quick, quick-long, tiny"):
         resolve(spec, "fast", tmp_path)
 
 

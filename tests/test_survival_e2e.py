@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
-import pytest
 
 STUDY = """
 [study]

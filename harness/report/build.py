@@ -145,7 +145,8 @@ def _header(record: StudyRecord, n_results: int, metric: tables.MetricChoice | N
     teacher = (f"{b.teacher_models} CNNs of width {b.teacher_channels}" if b.teacher_source == "train"
                else "predictions from a file")
     return (f"Profile: {r.profile}; overrides: {overrides}; budget: {b.steps:,} steps a run, student h = {b.hidden} "
-            f"({b.layers} layers), teacher: {teacher}; data: {r.data_root} (digest {r.data_digest}); seeds "
+            f"({b.layers} layers, {b.precision} training steps), frames: {b.n_frames} of {b.features_hop * 1000:g} ms, "
+            f"teacher: {teacher}; data: {r.data_root} (digest {r.data_digest}); seeds "
             f"{', '.join(map(str, record.seeds))}; harness commit {record.git_commit}; {n_results} finished runs. "
             + _metric_sentence(metric) + _rescore_sentence(rescore))
 
@@ -400,8 +401,8 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
             blocks += [*warning, *sections.beyond_blocks(out_dir, rows, column)]
         blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
         blocks.append(Block("p", sections.HOW_TO_READ_BEYOND))
-        blocks += sections.forest_blocks(out_dir, rows_by_metric)
-        blocks += sections.sequential_blocks(out_dir, results, study, seed, metric=choice.columns[0])
+        blocks += sections.forest_blocks(out_dir, rows_by_metric, flagged=flagged)
+        blocks += sections.sequential_blocks(out_dir, results, study, seed, metric=choice.columns[0], flagged=flagged)
     if len(results):
         blocks += _figure_blocks(run_dir, out_dir, study, results, per_class, choice)
         blocks += sections.roc_blocks(out_dir, results, variants, within)

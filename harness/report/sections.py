@@ -69,11 +69,13 @@ def _arr(values: Sequence[float | None]) -> np.ndarray:
 
 def forest_blocks(out_dir: Path, rows_by_metric: dict[str, Sequence[stats.Comparison]], stem: str = "forest",
                   caption: str = "Comparisons: difference of means with 95 % t intervals (dotted: bootstrap); "
-                                 "grey: ROPE") -> list[Any]:
-    """One forest plot of every comparison, the metrics side by side (figures/<stem>.*).
+                                 "grey: ROPE", flagged: dict[str, tuple[int, int]] | None = None) -> list[Any]:
+    """One forest plot of every comparison, the metrics side by side (figures/<stem>.*), after the
+    convergence warning when a comparison involves a flagged variant.
 
     Args:
         rows_by_metric: metric ("val_f1", "test_f1", or a caption) -> its Table 4 rows, same comparisons.
+        flagged: variant -> (runs not converged, runs), as unconverged_variants gives it.
     """
     first = next(iter(rows_by_metric.values()))
     if not first:
@@ -87,7 +89,7 @@ def forest_blocks(out_dir: Path, rows_by_metric: dict[str, Sequence[stats.Compar
     ax = figures.plot_forest([r.label for r in first], diff, low, high, _arr([r.rope for r in first]), boot or None,
                              title=caption)
     figures.save_figure(ax.figure, out_dir / "figures" / stem)
-    return [_block("figure", caption, path=Path(f"figures/{stem}.png"))]
+    return [*convergence_warning(first, flagged or {}), _block("figure", caption, path=Path(f"figures/{stem}.png"))]
 
 
 def beyond_blocks(out_dir: Path, rows: Sequence[stats.Comparison], metric: str) -> list[Any]:
@@ -109,7 +111,8 @@ def retrospective_looks(n_max: int) -> tuple[int, ...]:
 
 
 def sequential_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, Any],
-                      seed: int = REPORT_SEED, metric: str = "val_f1") -> list[Any]:
+                      seed: int = REPORT_SEED, metric: str = "val_f1",
+                      flagged: dict[str, tuple[int, int]] | None = None) -> list[Any]:
     """Sequential decisions and paths on `metric` (see the module docstring); [] when not applicable."""
     comparisons = study.get("comparisons", [])
     paired = bool(study.get("paired", False))
@@ -155,7 +158,8 @@ def sequential_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, Any
         family = f"each comparison at α = {design.alpha:g} over its looks"
         simulated = f"simulated type I error of a comparison: {top.simulated_alpha:.4f} ± {top.simulated_alpha_se:.4f}"
     note = SEQUENTIAL_NOTE.format(spending=spending, family=family, simulated=simulated)
-    return [_block("h2", heading), _block("table", caption, table=display), _block("p", note),
+    warning = pairs_warning([(label, c["a"], c["b"]) for label, c in zip(labels, comparisons)], flagged or {})
+    return [_block("h2", heading), *warning, _block("table", caption, table=display), _block("p", note),
             _block("figure", fig_caption, path=Path("figures/sequential_paths.png"))]
 
 
@@ -368,11 +372,16 @@ def mark_unconverged(display: pd.DataFrame, flagged: dict[str, tuple[int, int]])
 
 def convergence_warning(rows: Sequence[stats.Comparison], flagged: dict[str, tuple[int, int]]) -> list[Any]:
     """The warning line above a Table 4 (or beyond-the-t-test) table whose rows involve a flagged variant."""
-    hit = [r for r in rows if r.a in flagged or r.b in flagged]
+    return pairs_warning([(r.label, r.a, r.b) for r in rows], flagged)
+
+
+def pairs_warning(pairs: Sequence[tuple[str, str, str]], flagged: dict[str, tuple[int, int]]) -> list[Any]:
+    """The same warning for any comparisons given as (label, a, b): Table 4, the forest plot, sequential seeds."""
+    hit = [(label, a, b) for label, a, b in pairs if a in flagged or b in flagged]
     if not hit:
         return []
-    variants = {v: flagged[v] for r in hit for v in (r.a, r.b) if v in flagged}
-    labels = "; ".join(f"'{r.label}'" for r in hit)
+    variants = {v: flagged[v] for _, a, b in hit for v in (a, b) if v in flagged}
+    labels = "; ".join(f"'{label}'" for label, _, _ in hit)
     verb = "involves" if len(hit) == 1 else "involve"
     return [_block("p", f"Warning, not converged: {labels} {verb} {_flag_list(variants)}, whose validation F1 "
                         "was still improving when training ended; a difference may reflect the step budget as "

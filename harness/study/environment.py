@@ -51,12 +51,35 @@ def environment() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": _cpu_model(),
+        "cpu": cpu_description(),
         "cpu_count": __import__("os").cpu_count(),
         "packages": versions,
         "torch_cuda": torch.version.cuda,
         "cuda_available": cuda,
         "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else ["cpu"],
     }
+
+
+# Instruction-set extensions that decide which kernels oneDNN and ATen pick on a CPU. Machines sold as one
+# kind differ in them (one had avx512_bf16 and amx, the next only avx512f): there bf16 autocast was 1.4x
+# faster than fp32, here 1.7x slower (benchmarks/RESULTS-step.md), and other kernels round differently.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_features() -> tuple[str, ...]:
+    """Those of CPU_FEATURES that /proc/cpuinfo lists (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return tuple(f for f in CPU_FEATURES if f in flags)
+
+
+def cpu_description() -> str:
+    """The CPU as a result records it, e.g. 'Intel(R) Xeon(R) Processor; torch AVX512; avx2 avx512f'."""
+    features = " ".join(cpu_features()) or "features unknown"
+    return f"{_cpu_model()}; torch {torch.backends.cpu.get_cpu_capability()}; {features}"
 
 
 def _cpu_model() -> str:

@@ -42,7 +42,7 @@ from harness.records import (
 from harness.schema import EPOCH_COLUMNS
 from harness.study.curves import CurveWriter
 from harness.study.devices import device_lease
-from harness.study.environment import git_commit
+from harness.study.environment import cpu_description, git_commit
 from harness.study.plan import JobSpec
 from harness.study.stages import resolve_device
 
@@ -141,7 +141,8 @@ def provenance(job: JobSpec, bundle: Bundle, device: torch.device, threads: int)
     """What places a result and what can move its last bits, recorded in every result."""
     return Provenance(bundle_key=bundle.key, data_digest=bundle.manifest.data_digest, config_key=job.config_key,
                       threads=threads, device=_device_name(device), torch_version=torch.__version__,
-                      cuda_version=torch.version.cuda, harness_version=__version__, git_commit=git_commit())
+                      cuda_version=torch.version.cuda, harness_version=__version__, git_commit=git_commit(),
+                      cpu=cpu_description())
 
 
 def _psds(bundle: Bundle, subset: str, frame) -> dict[str, float | None]:
