@@ -42,6 +42,7 @@ from benchmarks.bench_training import BATCH, DEFAULT_CACHE, JobLoop, build_bundl
 from harness.bundle import Bundle
 from harness.method import train as train_mod
 from harness.method.checkpoint import EpochPosition
+from harness.study.plan import QUICK_STEPS
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-checkpoint.md"
 CHECKPOINT_SECONDS = 300.0  # train_student's default
@@ -50,7 +51,7 @@ CHECKPOINT_SECONDS = 300.0  # train_student's default
 # of h = 32 instead of about 36 ms): that made the epoch 25x longer and the checkpoint's share 25x smaller.
 THREADS = 1
 # Per shape: student width, clips of L_S + L_W (the smallest epoch), clips of U, the step budget.
-SHAPES = {"quick": {"hidden": 32, "labeled": 400 + 300, "unlabeled": 1200, "steps": 3600},
+SHAPES = {"quick": {"hidden": 32, "labeled": 400 + 300, "unlabeled": 1200, "steps": QUICK_STEPS},
           "paper": {"hidden": 256, "labeled": 2045 + 1578, "unlabeled": 14412, "steps": 48790}}
 
 
@@ -103,12 +104,16 @@ def step_seconds(bundle: Bundle, hidden: int, steps: int, rounds: int) -> float:
 
 def measure(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> list[dict]:
     """One dict of measured and computed figures per shape."""
-    bundle = Bundle.open(build_bundle(cache_dir, "tiny"))
+    # Each shape steps on frames of its own profile: the quick profile's bundle (250 frames of 40 ms) for
+    # quick, the tiny corpus (the paper's 500 frames of 20 ms) for paper; --quick steps both on tiny's.
+    bundles = {name: Bundle.open(build_bundle(cache_dir, "tiny" if quick or name == "paper" else "quick"))
+               for name in SHAPES}
     directory = Path(cache_dir) / "checkpoint-bench"
     directory.mkdir(parents=True, exist_ok=True)
     out = []
     for name, shape in SHAPES.items():
         steps = {32: 10, 256: 3}[shape["hidden"]] if quick else {32: 50, 256: 10}[shape["hidden"]]
+        bundle = bundles[name]
         cost = checkpoint_cost(bundle, shape, directory, repeats=3 if quick else 10)
         step = step_seconds(bundle, shape["hidden"], steps, rounds=2 if quick else 3)
         epoch_steps = math.ceil(shape["labeled"] / BATCH)

@@ -4,7 +4,7 @@ Run from the repository root: /work/venv/bin/python -m benchmarks.bench_memory [
 
 One study is run by the real command line with `--jobs 2` under a process-tree monitor (see
 benchmarks.bench_parallel.TreeMonitor), after its shared stages were built into the cache:
-full run: the quick profile (synthetic quick corpus, its 3,600 steps a job) with 2 seeds; --quick: the
+full run: the quick profile (synthetic quick corpus, its steps a job: harness.study.plan.QUICK_STEPS) with 2 seeds; --quick: the
 tiny profile with 4 seeds of 20 steps.
 
 5. Overhead = wall time of `harness run` / (sum of the jobs' train_seconds / 2) - 1. train_seconds

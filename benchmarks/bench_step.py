@@ -27,8 +27,8 @@ that part's time; with `--device cuda` the benchmark synchronises the device at 
 ("real step"); the difference is what the clock reads cost and what the split misses. Validation is timed
 per epoch, as `evaluate(model, bundle, "validation", ...)` does it: `predict` on the 300 validation clips
 (always float32, whatever train.precision) and the scoring (post-processing, event and segment F1); its
-time per step is the epoch's validation over the 119 steps of an epoch. "job estimate" = 3,600 steps x
-real step + 34 validations (the quick profile's epochs), without the final test evaluation.
+time per step is the epoch's validation over the 119 steps of an epoch. "job estimate" = the quick profile's steps
+(harness.study.plan.QUICK_STEPS) x real step + a validation per epoch, without the final test evaluation.
 
 Each process uses one torch thread and one BLAS thread; "x2 parallel" runs two identical processes at the
 same time (started together at each phase), as `harness run --jobs 2` does on 2 cores: the figure is the
@@ -54,7 +54,19 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS-step.md"
 PARTS = ("gather", "SpecAugment", "forward LSTM", "forward heads + pooling", "loss", "backward heads + loss",
          "backward LSTM", "optimiser", "bookkeeping")
 STEPS_PER_EPOCH = 119  # quick profile, all of U in use: ceil((400 + 300 + 1200) / 16)
-QUICK_STEPS, QUICK_EPOCHS = 3600, 34  # the quick profile's budget and its number of epochs
+# The first three generations (2 epochs each) train on 700, 940 and 1,180 clips: 44, 59 and 74 steps an epoch.
+EARLY_EPOCHS, EARLY_STEPS = 6, 2 * (44 + 59 + 74)
+
+
+def quick_epochs(steps: int) -> int:
+    """Epochs of a quick-profile job of `steps` steps (34 at 3,600; 24 at the profile's 2,400)."""
+    return EARLY_EPOCHS + -(-(steps - EARLY_STEPS) // STEPS_PER_EPOCH)
+
+
+def quick_steps() -> int:
+    from harness.study.plan import QUICK_STEPS
+
+    return QUICK_STEPS
 
 
 def quick_job(cache: Path, hidden: int, corpus: str = "quick"):
@@ -231,7 +243,8 @@ def summarise(records: list[dict], precision: str) -> dict[str, float]:
     ms["validation predict (s / epoch)"] = predict
     ms["validation scoring (s / epoch)"] = score
     ms["validation per step"] = 1000 * (predict + score) / STEPS_PER_EPOCH
-    job_seconds = QUICK_STEPS * ms["real step (_run_epoch)"] / 1000 + QUICK_EPOCHS * (predict + score)
+    steps = quick_steps()
+    job_seconds = steps * ms["real step (_run_epoch)"] / 1000 + quick_epochs(steps) * (predict + score)
     ms["job estimate (min)"] = job_seconds / 60
     return ms
 

@@ -475,8 +475,14 @@ def _render_all(specs: list[ClipSpec], out: Path, n_jobs: int) -> list[tuple[str
     if n_jobs == 1:
         return [render_clip(s, d) for s, d in zip(specs, audio_dirs)]
     from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
 
-    return Parallel(n_jobs=n_jobs, batch_size=16)(delayed(render_clip)(s, d) for s, d in zip(specs, audio_dirs))
+    rendered = Parallel(n_jobs=n_jobs, batch_size=16)(delayed(render_clip)(s, d) for s, d in zip(specs, audio_dirs))
+    # The corpus is generated inside a study's worker process (harness.study.stage_tasks). Left idle, joblib's
+    # executor keeps its two processes for loky's 300-s idle timeout, and the worker cannot exit before
+    # them: when loky recycled that worker after its first student job, the next jobs waited 2.5 minutes.
+    get_reusable_executor().shutdown(wait=True)
+    return rendered
 
 
 def generate(
