@@ -29,17 +29,17 @@ from harness.study.spec import StudySpec, Variant, _deep_merge, _seeds
 
 DESED_ROOT_ENV = "HARNESS_DESED_ROOT"
 
-# Built-in profiles. `paper`: SPEC 2.5 on DESED. `quick`: the synthetic corpus at the smallest budget at
-# which distillation pays off as in the paper's Table 3 (README, "Measured"), sized so that the README's main
-# command (15 jobs) ends in under 15 minutes on 2 cores: a 32-unit student (a step of h = 256 costs ~20x
-# more on a CPU); 250 frames of 40 ms a clip instead of 500 of 20 ms (an LSTM step costs in proportion to
+# Built-in profiles. `paper`: SPEC 2.5 on DESED. `quick`: the synthetic corpus, sized so that the README's
+# main command (15 jobs) ends in under 15 minutes on 2 cores (README, "Measured"): a 32-unit student (a
+# step of h = 256 costs ~20x more on a CPU); 250 frames of 40 ms a clip instead of 500 of 20 ms (an LSTM step costs in proportion to
 # the frames; events last 0.3-10 s and the metric's collar is 200 ms), with the masks that count in frames
 # halved so that they keep their length in seconds (segment buffer 0.24 s, standard time masks 0.32 s);
 # lr 3e-3 (1e-3 does not converge in such budgets); 2-epoch generations (so that the curriculum has reached
 # all of U well before the budget ends, as in the paper, where generations 1-3 are ~12 % of the steps);
 # 3 seeds; a 2-CNN teacher of width 24 trained 10 epochs at lr 3e-3. Its 1,800 steps stop most students
 # before validation F1 has plateaued, which the report flags (harness.report.convergence). `quick-long`:
-# the same at QUICK_LONG_STEPS steps, where the students had converged (README, "The quick profiles").
+# the same at QUICK_LONG_STEPS steps, where the event-masking students reach their plateau (segment and no
+# masking still rise there; README, "The quick profiles").
 # `tiny`: a smoke test of every stage in seconds; its numbers mean nothing.
 QUICK_STEPS, QUICK_LONG_STEPS = 1800, 8000
 _QUICK_BASE: dict[str, Any] = {
