@@ -392,7 +392,7 @@ def _looks(args) -> tuple[int, ...]:
 
 
 def cmd_plan(args) -> int:
-    from harness.study.runner import status_of
+    from harness.study.jobfiles import status_of
 
     target = _target(args)
     if args.power:
@@ -429,7 +429,7 @@ def _print_power(run_dir: Path, metric: str) -> int:
 def cmd_status(args) -> int:
     from collections import Counter
 
-    from harness.study.runner import status_of
+    from harness.study.jobfiles import status_of
 
     target = _target(args)
     replicates = [j for j in target.jobs if j[3] != "tune"]
@@ -438,7 +438,7 @@ def cmd_status(args) -> int:
     print(f"{target.title} in {target.run_dir}: " + ", ".join(
         f"{counts.get(s, 0)} {s}" for s in ("done", "running", "failed", "interrupted", "damaged", "pending"))
           + f" of {len(replicates)}" + (f" ({target.note})" if target.note else ""))
-    from harness.study.job import attempts
+    from harness.study.jobfiles import attempts
 
     for job_id, variant, seed, *_ in replicates:
         directory = target.run_dir / "jobs" / job_id
@@ -452,7 +452,7 @@ def cmd_status(args) -> int:
 
 def _print_slurm(run_dir: Path, jobs: dict[str, tuple[str, int]], states: dict[str, str]) -> None:
     """Each submitted task's Slurm state beside the harness's own (runs submitted with --backend slurm)."""
-    from harness.study.slurm_run import read_submissions, slurm_states
+    from harness.study.jobfiles import read_submissions, slurm_states
 
     if not read_submissions(run_dir):
         return
@@ -472,7 +472,7 @@ def _print_slurm(run_dir: Path, jobs: dict[str, tuple[str, int]], states: dict[s
 
 
 def cmd_cancel(args) -> int:
-    from harness.study.slurm_run import cancel_run, read_submissions
+    from harness.study.jobfiles import cancel_run, read_submissions
 
     target = _target(args)
     if not read_submissions(target.run_dir):

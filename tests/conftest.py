@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +47,26 @@ def tiny_bundle(tiny_study_job, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from harness.study.stages import prepare
 
     return prepare(tiny_study_job, tmp_path_factory.mktemp("cache"), jobs=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_stages(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache that holds the tiny corpus's shared stages (features, teacher, pseudolabels) of the `tiny`
+    profile, built once through the CLI. Tests about jobs (signals, limits, preemption) start from a copy
+    (`warm_cache`) instead of building the stages again; tests about the stages start from an empty cache."""
+    root = tmp_path_factory.mktemp("tiny_stages")
+    (root / "warm.toml").write_text(f'[study]\nname = "warm"\nseeds = 1\n\n[[variant]]\nname = "A"\n\n'
+                                    f'[data]\nroot = "{tiny_corpus}"\n')
+    out = subprocess.run([sys.executable, "-m", "harness", "run", str(root / "warm.toml"), "--profile", "tiny",
+                          "--runs", str(root / "runs"), "--cache", str(root / "cache"), "--jobs", "1", "--no-report",
+                          "--set", "train.steps=1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root / "cache"
+
+
+def warm_cache(stages: Path, root: Path) -> Path:
+    """root/cache: a copy of the `tiny_stages` cache, for one test alone."""
+    return Path(shutil.copytree(stages, root / "cache"))
 
 
 def free_port() -> int:

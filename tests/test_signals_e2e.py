@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from conftest import warm_cache
 
 STUDY = """
 [study]
@@ -65,7 +66,9 @@ def _wait_for(run_dir: Path, process: subprocess.Popen, results: int, started: i
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path, tiny_corpus, signum, code):
+def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path, tiny_corpus, tiny_stages, signum,
+                                                                       code):
+    warm_cache(tiny_stages, tmp_path)  # the stages are not what this is about
     (tmp_path / "sig.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
     run_dir = tmp_path / "runs" / "sig"
     process = _start(tmp_path)

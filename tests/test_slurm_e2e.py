@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import warm_cache
 from slurm_cluster import slurm  # noqa: F401 - the fixture
 
 pytest.importorskip("submitit")
@@ -34,7 +35,7 @@ mem_gb = 1
 time = "15"
 """
 
-STEPS = ("--set", "train.steps=300", "--no-report")
+STEPS = ("--set", "train.steps=150", "--no-report")
 
 
 def _harness(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -82,8 +83,9 @@ def _preempt(slurm_id: str) -> None:
 
 
 def test_a_study_submitted_to_slurm_runs_unattended_survives_a_preemption_and_matches_local(
-        slurm, tmp_path, tiny_corpus):
+        slurm, tmp_path, tiny_corpus, tiny_stages):
     _study(tmp_path, tiny_corpus)
+    warm_cache(tiny_stages, tmp_path)  # the stages as Slurm jobs: test_a_study_with_a_tuning_stage_...
     local = _harness(*_run(tmp_path, "--jobs", "2", name="local"), cwd=tmp_path)
     assert local.returncode == 0, local.stderr[-2000:]
 
@@ -118,10 +120,11 @@ def test_a_study_submitted_to_slurm_runs_unattended_survives_a_preemption_and_ma
     assert again.returncode == 0 and "nothing to submit" in again.stdout
 
 
-def test_cancel_stops_every_slurm_job_of_the_study(slurm, tmp_path, tiny_corpus):
+def test_cancel_stops_every_slurm_job_of_the_study(slurm, tmp_path, tiny_corpus, tiny_stages):
     from slurm_cluster import job_states
 
     _study(tmp_path, tiny_corpus)
+    warm_cache(tiny_stages, tmp_path)
     submit = _harness(*_run(tmp_path, "--backend", "slurm", name="c"), cwd=tmp_path)
     assert submit.returncode == 0, submit.stderr[-2000:]
     run_dir = tmp_path / "runs" / "c"

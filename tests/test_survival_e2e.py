@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+from conftest import warm_cache
 
 STUDY = """
 [study]
@@ -42,9 +43,12 @@ def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complet
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def test_a_job_over_its_time_limit_is_recorded_timed_out_and_resumes_to_the_same_numbers(tmp_path, tiny_corpus):
+def test_a_job_over_its_time_limit_is_recorded_timed_out_and_resumes_to_the_same_numbers(tmp_path, tiny_corpus,
+                                                                                        tiny_stages):
     _study(tmp_path, tiny_corpus)
-    steps = ("--set", "train.steps=400", "--set", "seeds=1", "--jobs", "2")  # 2 jobs, both in flight
+    warm_cache(tiny_stages, tmp_path)
+    # 200 steps take over 4 s on any CPU (a job's set-up alone, torch.optim's first import included, ~3 s)
+    steps = ("--set", "train.steps=200", "--set", "seeds=1", "--jobs", "2")  # 2 jobs, both in flight
     limited = _run(_args(tmp_path, *steps, "--job-timeout", "4", "--retries", "0", name="limited"), tmp_path)
     assert limited.returncode == 1, limited.stderr[-2000:]
     assert "2 jobs failed" in limited.stderr and "Traceback" not in limited.stderr
@@ -66,10 +70,11 @@ def test_a_job_over_its_time_limit_is_recorded_timed_out_and_resumes_to_the_same
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_an_error_in_the_worker_before_training_fails_that_job_only(tmp_path, tiny_corpus):
+def test_an_error_in_the_worker_before_training_fails_that_job_only(tmp_path, tiny_corpus, tiny_stages):
     """The job's log cannot be opened (here: a folder in its place): the job is recorded failed with the
     reason, and the study goes on."""
     _study(tmp_path, tiny_corpus)
+    warm_cache(tiny_stages, tmp_path)
     args = _args(tmp_path, "--set", "train.steps=20", "--jobs", "2", name="broken")
     plan = _run([sys.executable, "-m", "harness", "plan", str(tmp_path / "life.toml"), "--profile", "tiny",
                  "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache"), "--set",
@@ -123,11 +128,13 @@ def test_on_dask_the_driver_only_orchestrates(tmp_path, tiny_corpus, dask_cluste
     assert driver < 0.25 * (driver + work), (driver, work)
 
 
-def test_a_stop_on_dask_cancels_the_study_on_the_cluster_and_resumes(tmp_path, tiny_corpus, dask_cluster):
+def test_a_stop_on_dask_cancels_the_study_on_the_cluster_and_resumes(tmp_path, tiny_corpus, tiny_stages,
+                                                                     dask_cluster):
     from distributed import Client
 
     _study(tmp_path, tiny_corpus)
-    args = _args(tmp_path, "--backend", "dask", "--scheduler", dask_cluster.address, "--set", "train.steps=300",
+    warm_cache(tiny_stages, tmp_path)
+    args = _args(tmp_path, "--backend", "dask", "--scheduler", dask_cluster.address, "--set", "train.steps=200",
                  name="stopped")
     process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     jobs = tmp_path / "runs" / "stopped" / "jobs"

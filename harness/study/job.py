@@ -35,7 +35,6 @@ from harness.records import (
     Provenance,
     Result,
     atomic_file,
-    read_json,
     write_json,
     write_record,
 )
@@ -43,14 +42,10 @@ from harness.schema import EPOCH_COLUMNS
 from harness.study.curves import CurveWriter
 from harness.study.devices import device_lease
 from harness.study.environment import cpu_description, git_commit
+from harness.study.jobfiles import CHECKPOINT, ERROR, LOG, RESULT, STARTED, attempts  # noqa: F401 - re-exported
 from harness.study.plan import JobSpec
 from harness.study.stages import resolve_device
 
-RESULT = "result.json"
-ERROR = "error.json"
-STARTED = "started.json"
-LOG = "log.txt"
-CHECKPOINT = "checkpoint.pt"  # the whole training state, rewritten every epoch (harness.method.checkpoint)
 RUNNING = threading.Event()  # set while this process runs a job (see harness.study.workers: a stop signal)
 EXIT_ON_STOP = False  # set in the local backend's pool workers: a stopped worker leaves at once
 
@@ -273,14 +268,6 @@ def _stopping() -> bool:
     from harness.method.train import STOP
 
     return STOP.is_set()
-
-
-def attempts(directory: Path) -> int:
-    """How many times the job in `directory` has been started (0 when never)."""
-    try:
-        return int(read_json(Path(directory) / STARTED).get("attempt", 1))
-    except (HarnessError, AttributeError, TypeError, ValueError):
-        return 0
 
 
 def _record_failure(job: JobSpec, directory: Path, error: Exception, seconds: float, logged: bool = True) -> dict:

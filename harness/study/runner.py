@@ -43,7 +43,8 @@ from harness.study.executors import Executor, Task, make_executor
 from harness.study.executors.base import ExecutorSettings
 from harness.study.executors.dask import clear_old_stop_files
 from harness.study.environment import environment, git_commit
-from harness.study.lock import StudyLock, is_locked
+from harness.study.jobfiles import job_dir, status_of  # noqa: F401 - re-exported (slurm_run, tests)
+from harness.study.lock import StudyLock
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.progress import Progress
 from harness.study.rundir import STUDY, check_same_study, read_study_record, resolution_of
@@ -93,29 +94,6 @@ def run_dir_of(study: ResolvedStudy, options: RunOptions) -> Path:
         raise ConfigError(f"--name {name!r}: a run name is one folder under --runs: letters, digits, '_', '-', "
                           "'+' and '.', not starting with '.'")
     return Path(options.runs_dir) / name
-
-
-def job_dir(run_dir: Path, job: JobSpec | str) -> Path:
-    return run_dir / "jobs" / (job if isinstance(job, str) else job.job_id)
-
-
-def status_of(run_dir: Path, job: JobSpec | str) -> str:
-    """done | failed | running | interrupted | damaged | pending.
-
-    "done" only for a result.json that reads as a whole, valid Result; "damaged" (an unreadable result or
-    error record) runs again like "pending".
-    """
-    directory = job_dir(run_dir, job)
-    for name, record, state in ((jobmod.RESULT, Result, "done"), (jobmod.ERROR, Failure, "failed")):
-        if (directory / name).exists():
-            try:
-                read_record(directory / name, record)
-            except RecordError:
-                return "damaged"
-            return state
-    if (directory / jobmod.STARTED).exists():
-        return "running" if is_locked(run_dir) else "interrupted"
-    return "pending"
 
 
 def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], None] = print,

@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Callable
 
 from harness.bundle import MANIFEST
-from harness.records import read_json, write_json
+from harness.records import write_json
 from harness.study import stage_tasks
 from harness.study.cluster import ClusterConfig
 from harness.study.environment import environment
 from harness.study.executors import Task
 from harness.study.executors import slurm
+from harness.study.jobfiles import SUBMISSIONS, read_submissions
 from harness.study.lock import StudyLock
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.rundir import check_same_study
 from harness.study.stages import DataState, StageKeys, check_durations, read_data
 
-SUBMISSIONS = Path("slurm") / "submissions.json"
 
 
 @dataclass
@@ -189,22 +189,3 @@ class _Book:
         known = slurm.states([e["id"] for e in self.entries.values()])
         return {key: e["id"] for key, e in self.entries.items()
                 if e["id"] in known and known[e["id"]].state in slurm.ACTIVE}
-
-
-def read_submissions(run_dir: Path) -> dict[str, dict]:
-    path = Path(run_dir) / SUBMISSIONS
-    return read_json(path)["tasks"] if path.exists() else {}
-
-
-def slurm_states(run_dir: Path) -> dict[str, tuple[str, str]]:
-    """Task key -> (Slurm id, Slurm state) for the run's submitted tasks; "gone" once Slurm forgot a job."""
-    entries = read_submissions(run_dir)
-    known = slurm.states([e["id"] for e in entries.values()])
-    return {key: (e["id"], known[e["id"]].state if e["id"] in known else "gone") for key, e in entries.items()}
-
-
-def cancel_run(run_dir: Path) -> list[str]:
-    """scancel every task of the run that Slurm still holds; returns their ids."""
-    ids = [i for i, state in slurm_states(run_dir).values() if state in slurm.ACTIVE]
-    slurm.cancel(ids)
-    return ids

@@ -1,0 +1,72 @@
+"""A job's files in its run directory and the state they spell: light to import (no torch).
+
+`harness status`, `plan` and `cancel` read only these files, so a status poll on a login node (or in a test
+loop) costs a fraction of a second rather than the seconds torch takes to import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.records import Failure, RecordError, Result, read_json, read_record
+from harness.study.executors.slurm import ACTIVE, cancel, states
+from harness.study.lock import is_locked
+
+RESULT = "result.json"
+ERROR = "error.json"
+STARTED = "started.json"
+LOG = "log.txt"
+CHECKPOINT = "checkpoint.pt"  # the whole training state, rewritten every epoch (harness.method.checkpoint)
+SUBMISSIONS = Path("slurm") / "submissions.json"  # each task's Slurm id, for runs submitted with --backend slurm
+
+
+def job_dir(run_dir: Path, job) -> Path:
+    """runs/<run>/jobs/<job id>; `job` is a job id or anything with a `job_id` (a JobSpec)."""
+    return Path(run_dir) / "jobs" / (job if isinstance(job, str) else job.job_id)
+
+
+def status_of(run_dir: Path, job) -> str:
+    """done | failed | running | interrupted | damaged | pending.
+
+    "done" only for a result.json that reads as a whole, valid Result; "damaged" (an unreadable result or
+    error record) runs again like "pending".
+    """
+    directory = job_dir(run_dir, job)
+    for name, record, state in ((RESULT, Result, "done"), (ERROR, Failure, "failed")):
+        if (directory / name).exists():
+            try:
+                read_record(directory / name, record)
+            except RecordError:
+                return "damaged"
+            return state
+    if (directory / STARTED).exists():
+        return "running" if is_locked(run_dir) else "interrupted"
+    return "pending"
+
+
+def attempts(directory: Path) -> int:
+    """How many times the job in `directory` has been started (0 when never)."""
+    try:
+        return int(read_json(Path(directory) / STARTED).get("attempt", 1))
+    except (HarnessError, AttributeError, TypeError, ValueError):
+        return 0
+
+
+def read_submissions(run_dir: Path) -> dict[str, dict]:
+    path = Path(run_dir) / SUBMISSIONS
+    return read_json(path)["tasks"] if path.exists() else {}
+
+
+def slurm_states(run_dir: Path) -> dict[str, tuple[str, str]]:
+    """Task key -> (Slurm id, Slurm state) for the run's submitted tasks; "gone" once Slurm forgot a job."""
+    entries = read_submissions(run_dir)
+    known = states([e["id"] for e in entries.values()])
+    return {key: (e["id"], known[e["id"]].state if e["id"] in known else "gone") for key, e in entries.items()}
+
+
+def cancel_run(run_dir: Path) -> list[str]:
+    """scancel every task of the run that Slurm still holds; returns their ids."""
+    ids = [i for i, state in slurm_states(run_dir).values() if state in ACTIVE]
+    cancel(ids)
+    return ids
