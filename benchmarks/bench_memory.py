@@ -49,7 +49,7 @@ def pool_is_mapped(bundle: Bundle) -> bool:
 def measure(quick: bool = False, cache_dir: Path = DEFAULT_CACHE) -> dict:
     profile, settings = _plan(quick)
     bundle = Bundle.open(build_bundle(cache_dir, profile))
-    features = {s: str(Path(p).resolve()) for s, p in bundle.manifest["features"].items()}
+    features = {s: str((bundle.root / e.path).resolve()) for s, e in bundle.manifest.features.items()}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         study = study_file(Path(tmp), int(settings["seeds"]))
         run = run_study(study, cache_dir, Path(tmp) / "runs", 2, None, settings, profile=profile,
