@@ -42,7 +42,7 @@ from harness.schema import EPOCH_COLUMNS
 from harness.study.curves import CurveWriter
 from harness.study.devices import device_lease
 from harness.study.environment import cpu_description, git_commit
-from harness.study.jobfiles import CHECKPOINT, ERROR, LOG, RESULT, STARTED, attempts  # noqa: F401 - re-exported
+from harness.study.jobfiles import CHECKPOINT, ERROR, LOG, RESULT, STARTED, attempts
 from harness.study.plan import JobSpec
 from harness.study.stages import resolve_device
 

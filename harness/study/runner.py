@@ -43,7 +43,7 @@ from harness.study.executors import Executor, Task, make_executor
 from harness.study.executors.base import ExecutorSettings
 from harness.study.executors.dask import clear_old_stop_files
 from harness.study.environment import environment, git_commit
-from harness.study.jobfiles import job_dir, status_of  # noqa: F401 - re-exported (slurm_run, tests)
+from harness.study.jobfiles import job_dir, status_of
 from harness.study.lock import StudyLock
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.progress import Progress

@@ -27,12 +27,11 @@ from harness.study.cluster import ClusterConfig
 from harness.study.environment import environment
 from harness.study.executors import Task
 from harness.study.executors import slurm
-from harness.study.jobfiles import SUBMISSIONS, read_submissions
+from harness.study.jobfiles import SUBMISSIONS, job_dir, read_submissions, status_of
 from harness.study.lock import StudyLock
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.rundir import check_same_study
 from harness.study.stages import DataState, StageKeys, check_durations, read_data
-
 
 
 @dataclass
@@ -65,7 +64,7 @@ def submit_study(study: ResolvedStudy, options, cluster: ClusterConfig, echo: Ca
         tune_jobs = expand_tuning(study, keys)
         lambdas = runner.read_tuning(run_dir) if tune_jobs else None
         if tune_jobs and lambdas is None:
-            waiting = [j for j in tune_jobs if runner.status_of(run_dir, j) not in ("done", "failed")]
+            waiting = [j for j in tune_jobs if status_of(run_dir, j) not in ("done", "failed")]
             if waiting:
                 after = _submit_jobs(tune_jobs, "tuning", study, options, cluster, cache_dir, data, book, out, echo)
                 tasks = [Task("continue", _continue, (study, options, cluster), label="continue")]
@@ -96,7 +95,7 @@ def _submit_jobs(jobs: list[JobSpec], label: str, study: ResolvedStudy, options,
     for job in jobs:
         if job.job_id in active:
             waiting.append(active[job.job_id])
-        elif runner._needs_run(runner.status_of(run_dir, job), options):
+        elif runner._needs_run(status_of(run_dir, job), options):
             todo.append(job)
     out.skipped += len(jobs) - len(todo)
     if not todo:
@@ -106,7 +105,7 @@ def _submit_jobs(jobs: list[JobSpec], label: str, study: ResolvedStudy, options,
         runner._prepare_job_dir(job, run_dir, options)
     threads = runner._threads(options)
     tasks = [Task(job.job_id, slurm.student_job, (job, str(cache_dir / "stages" / job.bundle_key),
-                                                   str((runner.job_dir(run_dir, job)).absolute()), threads,
+                                                   str((job_dir(run_dir, job)).absolute()), threads,
                                                    options.jobs_per_gpu, options.retries, str(run_dir.absolute())),
                   kind="job", label=f"{job.variant} seed {job.seed}") for job in todo]
     ids = _submit(book, tasks, label, cluster, run_dir, after, "afterok", echo, gpus=True)
