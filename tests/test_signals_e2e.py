@@ -65,6 +65,12 @@ def _wait_for(run_dir: Path, process: subprocess.Popen, results: int, started: i
     raise AssertionError("the study did not get that far in 300 s")
 
 
+def _assert_checkpoint(job: Path, stderr: str) -> None:
+    log = (job / "log.txt").read_text() if (job / "log.txt").exists() else "(no log)"
+    assert (job / "checkpoint.pt").exists(), f"{job.name}: {sorted(p.name for p in job.iterdir())}\n{log[-1500:]}\n" \
+                                             f"{stderr[-1500:]}"
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path, tiny_corpus, tiny_stages, signum,
                                                                        code):
@@ -91,7 +97,7 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     assert 1 <= len(finished) < 4
     in_flight = [p.parent for p in run_dir.glob("jobs/*/started.json") if p.parent.name not in finished]
     for job in in_flight:  # each job in flight kept a checkpoint (written at its stop, or at its last epoch's end
-        assert (job / "checkpoint.pt").exists()  # when the stop came during its final evaluation)
+        _assert_checkpoint(job, stderr)  # when the stop came during its final evaluation)
     assert len(pd.read_csv(run_dir / "results.csv")) == len(finished)  # the tables were rebuilt
     status = subprocess.run([sys.executable, "-m", "harness", "status", str(run_dir)], capture_output=True,
                             text=True, cwd=tmp_path).stdout
@@ -106,3 +112,22 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     assert len(pd.read_csv(run_dir / "results.csv")) == 4
     for job in in_flight:
         assert "resumed from checkpoint at epoch" in (job / "log.txt").read_text()
+
+
+def test_a_stop_as_the_first_jobs_begin_leaves_each_of_them_its_checkpoint(tmp_path, tiny_corpus, tiny_stages):
+    # The stop reaches both jobs within their first step. Each must checkpoint: once a stopped worker left,
+    # loky took its pool for broken and killed the other workers at once, and a job not yet at its first
+    # step boundary kept nothing (one run in two at this timing, before workers.stop_jobs).
+    warm_cache(tiny_stages, tmp_path)
+    (tmp_path / "sig.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
+    run_dir = tmp_path / "runs" / "sig"
+    process = _start(tmp_path)
+    _wait_for(run_dir, process, results=0, started=2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    started = [p.parent for p in run_dir.glob("jobs/*/started.json") if not (p.parent / "result.json").exists()]
+    assert len(started) >= 2
+    for job in started:
+        _assert_checkpoint(job, stderr)
+        assert "stopped at epoch" in (job / "log.txt").read_text()

@@ -47,7 +47,8 @@ from harness.study.plan import JobSpec
 from harness.study.stages import resolve_device
 
 RUNNING = threading.Event()  # set while this process runs a job (see harness.study.workers: a stop signal)
-EXIT_ON_STOP = False  # set in the local backend's pool workers: a stopped worker leaves at once
+EXIT_ON_STOP = False  # set in the local backend's pool workers: a stopped worker leaves at once...
+HOLD = threading.Event()  # ...unless the driver is stopping the study: it ends the workers itself (workers.stop_jobs)
 
 
 def job_record(job: JobSpec) -> JobRecord:
@@ -208,6 +209,9 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
     directory = Path(job_dir)
     handler = None
     stop, finished, timed_out, timer = threading.Event(), threading.Event(), threading.Event(), None
+    if HOLD.is_set():  # the study is stopping: no new work (the driver ends this worker)
+        return {"job_id": job.job_id, "status": "stopped", "message": "not started: the study is stopping",
+                "seconds": 0.0}
     RUNNING.set()
     try:
         if timeout is not None:
@@ -249,7 +253,7 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         if handler is not None:
             logging.getLogger("harness").removeHandler(handler)
             handler.close()
-        if EXIT_ON_STOP and _stopping():  # this pool worker was told to stop: its pool is being shut down
+        if EXIT_ON_STOP and _stopping() and not HOLD.is_set():  # told to stop from outside the harness: leave
             os._exit(0)
 
 

@@ -34,8 +34,11 @@ def default_threads(threads: int | None) -> int:
     return max(1, threads) if threads is not None else 1
 
 
-# Seconds a stopping job may take to checkpoint and exit before it is killed.
+# Seconds a stopping job may take to checkpoint and return before it is killed.
 STOP_GRACE_SECONDS = 30.0
+# What the driver sends its workers when the study stops (`stop_jobs`); SIGTERM from elsewhere (a user, a
+# scheduler signalling every process) stops the worker's job and then the worker.
+STOP_JOBS_SIGNAL = signal.SIGUSR1
 
 _POOL: dict[str, Any] = {}  # "key": (workers, threads), "executor": the pool of this process (see `pool`)
 
@@ -60,15 +63,14 @@ def pool(workers: int, threads: int):
 def discard(grace_seconds: float = 0.0) -> None:
     """Stop the pool's workers; none is left when this returns (a dead worker breaks a loky pool for good).
 
-    Each worker gets SIGTERM first: a job in flight then stops at its next step boundary (writing its
-    checkpoint when it has one, see harness.study.job.execute); after `grace_seconds` the survivors get
-    SIGKILL. Queued jobs never start: the pool is shut down with them.
+    Each worker gets SIGTERM first, then SIGKILL after `grace_seconds`. Queued tasks never start: the pool
+    is shut down with them. A study that stops lets its jobs checkpoint first (`stop_jobs`, then this).
     """
     executor = _POOL.pop("executor", None)
     _POOL.pop("key", None)
     if executor is None:
         return
-    processes = list((getattr(executor, "_processes", None) or {}).values())
+    processes = _processes(executor)
     for process in processes:
         _signal(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
@@ -79,6 +81,20 @@ def discard(grace_seconds: float = 0.0) -> None:
             _signal(process.pid, signal.SIGKILL)
             process.join(timeout=5)
     executor.shutdown(wait=False, kill_workers=True)
+
+
+def stop_jobs() -> None:
+    """The study is stopping: each worker's job in flight stops at its next step, writing its checkpoint,
+    and returns; a job handed to a worker after this returns at once, not started. No worker exits: loky
+    answers the exit of one worker by killing all the others at once (the pool is broken), which would kill
+    a job that had not yet reached its next step, with no checkpoint. `discard` then ends the workers."""
+    executor = _POOL.get("executor")
+    for process in _processes(executor) if executor is not None else []:
+        _signal(process.pid, STOP_JOBS_SIGNAL)
+
+
+def _processes(executor) -> list:
+    return list((getattr(executor, "_processes", None) or {}).values())
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -97,19 +113,26 @@ def warm_up(workers: int, threads: int) -> None:
 
 def _worker_signals() -> None:
     """In each worker: Ctrl-C at a terminal reaches the whole process group; the driver alone decides what
-    stops (it sends SIGTERM to the workers), so a worker never dies of SIGINT mid-write. On SIGTERM a worker
-    with a job in flight has it write a checkpoint at its next step and stop; an idle one exits at once."""
+    stops, so a worker never dies of SIGINT mid-write. On STOP_JOBS_SIGNAL (the driver's stop, `stop_jobs`)
+    a job in flight writes a checkpoint at its next step and returns, and the worker stays until the driver
+    ends it. On SIGTERM from elsewhere a worker with a job in flight has it do the same and then exits; an
+    idle one exits at once."""
     from harness.method import train
     from harness.study import job
 
     def stop(signum, frame):
-        if not job.RUNNING.is_set():
+        if not job.RUNNING.is_set() and not job.HOLD.is_set():
             os._exit(0)
+        train.STOP.set()
+
+    def hold(signum, frame):
+        job.HOLD.set()
         train.STOP.set()
 
     job.EXIT_ON_STOP = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(STOP_JOBS_SIGNAL, hold)
 
 
 def _import_job_code() -> None:

@@ -76,8 +76,12 @@ class LocalExecutor(Executor):
         self.suspects.clear()
         for future in self.in_flight:
             future.cancel()
+        jobs = [future for future, task in self.in_flight.items() if task.kind == "job" and not future.done()]
         self.in_flight.clear()
-        workers.discard(grace)  # SIGTERM: jobs in flight checkpoint; then SIGKILL after `grace`
+        if jobs and grace > 0:
+            workers.stop_jobs()  # each job in flight checkpoints and returns; no worker exits meanwhile
+            cf.wait(jobs, timeout=grace)
+        workers.discard()  # then every worker ends, a shared stage in flight with it (it has no checkpoint)
 
 
 def _terminated() -> type[BaseException]:
