@@ -71,14 +71,18 @@ def _assert_checkpoint(job: Path, stderr: str) -> None:
                                              f"{stderr[-1500:]}"
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGINT once a job has finished; SIGTERM as the first two jobs begin, within their first step. Each job in
+# flight must checkpoint: once a stopped worker left, loky took its pool for broken and killed the other
+# workers at once, and a job not yet at its first step boundary kept nothing (one run in two at the SIGTERM
+# timing, and the CI failure at the SIGINT one, before workers.stop_jobs).
+@pytest.mark.parametrize("signum, code, results, started", [(signal.SIGINT, 130, 1, 1), (signal.SIGTERM, 143, 0, 2)])
 def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path, tiny_corpus, tiny_stages, signum,
-                                                                       code):
+                                                                       code, results, started):
     warm_cache(tiny_stages, tmp_path)  # the stages are not what this is about
     (tmp_path / "sig.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
     run_dir = tmp_path / "runs" / "sig"
     process = _start(tmp_path)
-    _wait_for(run_dir, process, results=1, started=1)
+    _wait_for(run_dir, process, results=results, started=started)
     family = [process.pid, *(c.pid for c in psutil.Process(process.pid).children(recursive=True))]
     if signum == signal.SIGINT:
         process.send_signal(signum)  # Ctrl-C at a terminal reaches the whole group: see below
@@ -94,8 +98,9 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     assert f"stopped by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
     assert not _alive(family, within=10.0)  # a killed worker may take a moment to be reaped
     finished = {p.parent.name: p.read_bytes() for p in run_dir.glob("jobs/*/result.json")}
-    assert 1 <= len(finished) < 4
+    assert results <= len(finished) < 4
     in_flight = [p.parent for p in run_dir.glob("jobs/*/started.json") if p.parent.name not in finished]
+    assert len(in_flight) >= 1
     for job in in_flight:  # each job in flight kept a checkpoint (written at its stop, or at its last epoch's end
         _assert_checkpoint(job, stderr)  # when the stop came during its final evaluation)
     assert len(pd.read_csv(run_dir / "results.csv")) == len(finished)  # the tables were rebuilt
@@ -106,28 +111,10 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     again = _start(tmp_path)
     stdout, stderr = again.communicate(timeout=600)
     assert again.returncode == 0, stderr[-2000:]
-    assert f"{len(finished)} of 4 already finished" in stdout
+    assert (f"{len(finished)} of 4 already finished" in stdout) == bool(finished)
     for job_id, data in finished.items():  # never redone
         assert (run_dir / "jobs" / job_id / "result.json").read_bytes() == data
     assert len(pd.read_csv(run_dir / "results.csv")) == 4
     for job in in_flight:
         assert "resumed from checkpoint at epoch" in (job / "log.txt").read_text()
 
-
-def test_a_stop_as_the_first_jobs_begin_leaves_each_of_them_its_checkpoint(tmp_path, tiny_corpus, tiny_stages):
-    # The stop reaches both jobs within their first step. Each must checkpoint: once a stopped worker left,
-    # loky took its pool for broken and killed the other workers at once, and a job not yet at its first
-    # step boundary kept nothing (one run in two at this timing, before workers.stop_jobs).
-    warm_cache(tiny_stages, tmp_path)
-    (tmp_path / "sig.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
-    run_dir = tmp_path / "runs" / "sig"
-    process = _start(tmp_path)
-    _wait_for(run_dir, process, results=0, started=2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr[-2000:]
-    started = [p.parent for p in run_dir.glob("jobs/*/started.json") if not (p.parent / "result.json").exists()]
-    assert len(started) >= 2
-    for job in started:
-        _assert_checkpoint(job, stderr)
-        assert "stopped at epoch" in (job / "log.txt").read_text()
