@@ -100,7 +100,8 @@ def test_a_signal_stops_the_study_cleanly_and_the_same_command_resumes(tmp_path,
     finished = {p.parent.name: p.read_bytes() for p in run_dir.glob("jobs/*/result.json")}
     assert results <= len(finished) < 4
     in_flight = [p.parent for p in run_dir.glob("jobs/*/started.json") if p.parent.name not in finished]
-    assert len(in_flight) >= 1
+    if not results:  # both stopped within their first steps: neither could finish (with SIGINT a stop in a job's
+        assert len(in_flight) == 2  # final evaluation lets it finish, so no job need be left in flight)
     for job in in_flight:  # each job in flight kept a checkpoint (written at its stop, or at its last epoch's end
         _assert_checkpoint(job, stderr)  # when the stop came during its final evaluation)
     assert len(pd.read_csv(run_dir / "results.csv")) == len(finished)  # the tables were rebuilt
