@@ -22,12 +22,13 @@ from harness.evaluation.postprocess import median_windows, postprocess
 N_VALIDATION_CLIPS = 1168
 
 
-def make_reference(rng: np.random.Generator, n_clips: int) -> tuple[list[str], pd.DataFrame]:
+def make_reference(
+    rng: np.random.Generator, n_clips: int, clip_seconds: float = N_FRAMES * FRAME_HOP_SECONDS
+) -> tuple[list[str], pd.DataFrame]:
     """Random strong labels: 0..4 events per clip (10% of clips empty), lengths lognormal around
-    the DESED medians, inside the 10 s clip."""
+    the DESED medians, inside the clip (10 s by default)."""
     ids = [f"clip_{i:05d}.wav" for i in range(n_clips)]
     rows = []
-    clip_seconds = N_FRAMES * FRAME_HOP_SECONDS
     for clip in ids:
         n_events = 0 if rng.random() < 0.1 else int(rng.integers(1, 5))
         for _ in range(n_events):
@@ -39,25 +40,31 @@ def make_reference(rng: np.random.Generator, n_clips: int) -> tuple[list[str], p
 
 
 def make_predictions(
-    rng: np.random.Generator, ids: list[str], reference: pd.DataFrame
+    rng: np.random.Generator,
+    ids: list[str],
+    reference: pd.DataFrame,
+    n_frames: int = N_FRAMES,
+    hop_seconds: float = FRAME_HOP_SECONDS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frame [N, C, T] and clip [N, C] probabilities imitating a fair model on the reference."""
+    """Frame [N, C, n_frames] and clip [N, C] probabilities imitating a fair model on the reference
+    (frames of hop_seconds; boundary jitter, holes and false alarms scale with the frame rate)."""
     n, c = len(ids), len(CLASSES)
-    target = np.zeros((n, c, N_FRAMES))
+    scale = lambda k: max(1, round(k * FRAME_HOP_SECONDS / hop_seconds))  # noqa: E731 (frames at 50 Hz -> here)
+    target = np.zeros((n, c, n_frames))
     index = {clip: i for i, clip in enumerate(ids)}
     for clip, onset, offset, label in reference.itertuples(index=False):
         if rng.random() < 0.15:  # missed event
             continue
         jitter = rng.normal(0.0, 0.1, size=2)  # boundary error (s)
-        first = int(np.clip((onset + jitter[0]) / FRAME_HOP_SECONDS, 0, N_FRAMES - 1))
-        stop = int(np.clip((offset + jitter[1]) / FRAME_HOP_SECONDS, first + 1, N_FRAMES))
+        first = int(np.clip((onset + jitter[0]) / hop_seconds, 0, n_frames - 1))
+        stop = int(np.clip((offset + jitter[1]) / hop_seconds, first + 1, n_frames))
         target[index[clip], CLASSES.index(label), first:stop] = 1.0
-        if stop - first > 20 and rng.random() < 0.2:  # split the event with a hole
-            hole = int(rng.integers(first + 5, stop - 5))
-            target[index[clip], CLASSES.index(label), hole : hole + int(rng.integers(2, 12))] = 0.0
+        if stop - first > scale(20) and rng.random() < 0.2:  # split the event with a hole
+            hole = int(rng.integers(first + scale(5), stop - scale(5)))
+            target[index[clip], CLASSES.index(label), hole : hole + scale(int(rng.integers(2, 12)))] = 0.0
     for _ in range(n // 3):  # false alarms
-        first = int(rng.integers(0, N_FRAMES - 10))
-        target[rng.integers(n), rng.integers(c), first : first + int(rng.integers(5, 100))] = 1.0
+        first = int(rng.integers(0, n_frames - scale(10)))
+        target[rng.integers(n), rng.integers(c), first : first + scale(int(rng.integers(5, 100)))] = 1.0
     frame = np.clip(0.8 * target + 0.1 + rng.normal(0.0, 0.15, size=target.shape), 0.0, 1.0)
     clip_probs = np.clip(frame.max(axis=2) - rng.uniform(0.0, 0.3, size=(n, c)), 0.0, 1.0)
     return frame.astype(np.float32), clip_probs.astype(np.float32)

@@ -19,9 +19,9 @@ from harness.evaluation.bootstrap import (
 from harness.evaluation.metrics import event_based
 from harness.evaluation.postprocess import to_events
 from harness.evaluation.psds import (
+    ENGINES,
     PSDS1,
     PSDS2,
-    ScoredSet,
     collar_f1,
     intersection_f1,
     metric_deltas,
@@ -71,33 +71,36 @@ def test_weights_of_one_give_sed_scores_eval_values():
     frame, ids, dur, ref = _case()
     m = psds_metrics(frame, ids, dur, ref, hop_seconds=0.1, classes=CLASSES)
     scored = score_set(frame, ids, dur, ref, hop_seconds=0.1, classes=CLASSES)
-    deltas = metric_deltas(scored)
-    for name in PSDS_METRICS:
-        value = weighted_metric(scored, deltas[name], name, np.ones((1, len(ids))))[0]
-        assert value == pytest.approx(getattr(m, name), abs=1e-12), name
+    for engine in ENGINES:
+        deltas = metric_deltas(scored, engine=engine)
+        for name in PSDS_METRICS:
+            value = weighted_metric(scored, deltas[name], name, np.ones((1, len(ids))))[0]
+            assert value == pytest.approx(getattr(m, name), abs=1e-12), (engine, name)
 
 
 def test_a_resample_equals_sed_scores_eval_on_the_resampled_clips():
     # Clip k drawn w[k] times = w[k] renamed copies of it, scored by sed_scores_eval itself.
     frame, ids, dur, ref = _case(1)
     scored = score_set(frame, ids, dur, ref, hop_seconds=0.1, classes=CLASSES)
-    deltas = metric_deltas(scored)
     w = resample_counts(len(ids), 1, np.random.default_rng(11))[0]
     assert (w == 0).any() and (w > 1).any()
-    copies = [(f"{clip_id}#{j}", clip_id) for clip_id, k in zip(ids, w, strict=True) for j in range(k)]
-    resampled = ScoredSet(
-        scores={new: scored.scores[old] for new, old in copies},
-        reference={new: scored.reference[old] for new, old in copies},
-        durations={new: scored.durations[old] for new, old in copies},
-        classes=scored.classes, all_classes=scored.all_classes,
-    )
+    copies = [(f"{clip_id}#{j}", k) for k, (clip_id, count) in enumerate(zip(ids, w, strict=True))
+              for j in range(count)]
+    rename = [pd.DataFrame(columns=ref.columns)] + [ref[ref["filename"] == ids[k]].assign(filename=new)
+                                                    for new, k in copies]
+    resampled = score_set(frame[[k for _, k in copies]], [new for new, _ in copies], dur[[k for _, k in copies]],
+                          pd.concat(rename), hop_seconds=0.1, classes=CLASSES)
     direct = {
-        "psds1": psds_value(resampled, PSDS1)[0], "psds2": psds_value(resampled, PSDS2)[0],
-        "intersection_f1": intersection_f1(resampled)[0], "collar_f1": collar_f1(resampled)[0],
+        "psds1": psds_value(resampled, PSDS1, engine="sed_scores_eval")[0],
+        "psds2": psds_value(resampled, PSDS2, engine="sed_scores_eval")[0],
+        "intersection_f1": intersection_f1(resampled, engine="sed_scores_eval")[0],
+        "collar_f1": collar_f1(resampled, engine="sed_scores_eval")[0],
     }
-    for name in PSDS_METRICS:
-        value = weighted_metric(scored, deltas[name], name, w[None, :])[0]
-        assert value == pytest.approx(direct[name], abs=1e-12), name
+    for engine in ENGINES:  # the deltas of either engine
+        deltas = metric_deltas(scored, engine=engine)
+        for name in PSDS_METRICS:
+            value = weighted_metric(scored, deltas[name], name, w[None, :])[0]
+            assert value == pytest.approx(direct[name], abs=1e-12), (engine, name)
 
 
 def test_psds_intervals_are_seeded_and_bracket_the_point():

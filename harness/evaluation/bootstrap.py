@@ -11,7 +11,8 @@ Both metric families are re-weighted, not recomputed, so a replicate costs littl
   of a resample are the clip counts weighted by how often each clip is drawn
   (harness.evaluation.metrics.event_counts_per_clip);
 - PSDS and the sed_scores_eval F-scores: sed_scores_eval computes, per clip and class, the change of
-  every intermediate statistic (TP, FP, cross-triggers) at every score where it changes ("deltas").
+  every intermediate statistic (TP, FP, cross-triggers) at every score where it changes ("deltas";
+  harness.evaluation.fast_psds computes the same deltas for all clips at once, the default engine).
   The statistics of a resample are the same deltas weighted by the clip counts, summed over clips.
   This module turns weighted deltas into the PSD-ROC and the PSDS exactly as
   sed_scores_eval.intersection_based.psds does (cummax, unique eFPR, interpolation, alpha_st,
@@ -32,6 +33,7 @@ import pandas as pd
 
 from harness.constants import CLASSES, FRAME_HOP_SECONDS
 from harness.errors import ConfigError
+from harness.evaluation import fast_psds
 from harness.evaluation.metrics import event_counts_per_clip, macro_f1_from_counts
 from harness.evaluation.psds import (
     F1_THRESHOLD,
@@ -142,6 +144,7 @@ def psds_intervals(
     classes: Sequence[str] = CLASSES,
     median_windows: np.ndarray | None = None,
     drop_empty_clips: bool = False,
+    engine: str = "fast",
 ) -> dict[str, BootstrapInterval]:
     """Bootstrap intervals of PSDS1, PSDS2 and the two sed_scores_eval F1s of one run.
 
@@ -152,6 +155,8 @@ def psds_intervals(
         n_resamples: B.
         confidence: nominal coverage.
         metrics: a subset of PSDS_METRICS (each costs sed_scores_eval's deltas once).
+        engine: where the per-clip deltas come from, "fast" or "sed_scores_eval" (psds.metric_deltas;
+            the same numbers, so the same intervals).
 
     Returns:
         metric name -> BootstrapInterval; the points equal psds_metrics' values.
@@ -162,8 +167,8 @@ def psds_intervals(
     scored = score_set(frame_probs, clip_ids, durations, reference, hop_seconds=hop_seconds, classes=classes,
                        median_windows=median_windows, drop_empty_clips=drop_empty_clips)
     undefined = {"psds2"} if len(scored.classes) < 2 else set()  # no cross-trigger rate with one class
-    deltas = metric_deltas(scored, [name for name in metrics if name not in undefined])
-    ids = list(scored.scores)
+    deltas = metric_deltas(scored, [name for name in metrics if name not in undefined], engine=engine)
+    ids = scored.clip_ids
     weights = resample_counts(len(ids), n_resamples, rng)
     out = {}
     for name in metrics:
@@ -180,8 +185,8 @@ def weighted_metric(scored: ScoredSet, deltas: dict, metric: str, weights: np.nd
     """A metric of PSDS_METRICS with every clip counted weights[b, n] times, for each row b.
 
     Args:
-        scored: the clip set (its scores' key order is the order of the weights' columns).
-        deltas: sed_scores_eval's deltas of that metric (psds.metric_deltas).
+        scored: the clip set (its clip_ids order is the order of the weights' columns).
+        deltas: sed_scores_eval's deltas of that metric (psds.metric_deltas, either engine).
         metric: "psds1", "psds2", "intersection_f1" or "collar_f1".
         weights: [B, N] non-negative clip weights (bootstrap counts; all ones: the plain metric).
 
@@ -225,20 +230,21 @@ class _ClassStats:
 
     @staticmethod
     def collect(scored: ScoredSet, deltas: dict) -> "_ClassStats":
-        ids = list(scored.scores)
+        ids = scored.clip_ids
         index = {clip_id: i for i, clip_id in enumerate(ids)}
+        flat_deltas = fast_psds.flat(deltas, ids, scored.classes)  # either engine's format
         above, nonzero = {}, {}
         for name in scored.classes:
-            cps = [deltas[clip_id][name][0] for clip_id in ids]
-            flat = np.concatenate(cps)
+            d = flat_deltas[name]
+            flat = d.scores
             order = np.argsort(-flat, kind="stable")  # descending scores
-            clip = np.repeat(np.arange(len(ids)), [len(x) for x in cps])[order]
+            clip = d.clip[order]
             unique = np.unique(flat)
             n_at_least = np.append(len(flat) - np.searchsorted(np.sort(flat), unique, side="left"), 0)
             above[name] = int((flat > F1_THRESHOLD).sum())
             nonzero[name] = {}
-            for key in deltas[ids[0]][name][1]:
-                values = np.concatenate([deltas[clip_id][name][1][key] for clip_id in ids])[order]
+            for key, delta in d.values.items():
+                values = delta[order]
                 pos = np.flatnonzero(values)
                 taken = np.searchsorted(pos, n_at_least, side="left")
                 nonzero[name][key] = (pos, clip[pos], values[pos], taken)
