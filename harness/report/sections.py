@@ -337,7 +337,7 @@ def unconverged_variants(results: pd.DataFrame, verdicts: dict[str, Any]) -> dic
 def convergence_blocks(out_dir: Path, results: pd.DataFrame, variants: Sequence[str],
                        verdicts: dict[str, Any]) -> list[Any]:
     """The convergence section (tables convergence.* and convergence_runs.csv), or why it is missing."""
-    from harness.report.convergence import rule_text
+    from harness.report.convergence import TREND_ALPHA, rule_text
 
     heading = _block("h2", "Convergence: had validation F1 stopped improving?")
     if not verdicts:
@@ -350,8 +350,11 @@ def convergence_blocks(out_dir: Path, results: pd.DataFrame, variants: Sequence[
     flagged = unconverged_variants(results, verdicts)
     blocks = [heading]
     if flagged:
-        blocks.append(_block("p", "Warning: " + _flag_list(flagged) + " had not converged."))
-    return [*blocks, _block("table", caption, table=display), _block("p", CONVERGENCE_NOTE.format(rule=rule_text()))]
+        blocks.append(_block("p", "Warning: " + _flag_list(flagged) + " had not converged (by a rule that flags at "
+                             f"most {100 * TREND_ALPHA:g} % of true plateaus; its power: below the table)."))
+    tails = [v.tail_epochs for v in verdicts.values() if v.status != "undetermined"]  # the rule's rates there
+    return [*blocks, _block("table", caption, table=display),
+            _block("p", CONVERGENCE_NOTE.format(rule=rule_text(tails)))]
 
 
 def _flag_list(flagged: dict[str, tuple[int, int]]) -> str:
