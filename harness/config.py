@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from harness import ranges
 from harness.errors import ConfigError
 
 
@@ -335,15 +336,6 @@ def config_hash(*parts: Any, length: int = 12) -> str:
 
 # --------------------------------------------------------------------------- ranges
 
-# (dotted field, lower bound, strict): values a job cannot run with, refused before any work.
-_LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
-    ("train.steps", 0, True), ("train.lr", 0, True), ("train.batch_size", 0, True),
-    ("teacher.n_models", 0, True), ("teacher.epochs", 0, True), ("teacher.lr", 0, True),
-    ("teacher.batch_size", 0, True), ("teacher.channels", 0, True), ("student.hidden", 0, True),
-    ("student.layers", 0, True), ("curriculum.generation_epochs", 0, True), ("features.n_frames", 0, True),
-    ("features.hop_seconds", 0, True), ("features.win_seconds", 0, True), ("loss.lambda1", 0, False),
-    ("loss.lambda2", 0, False), ("augment.p", 0, False), ("postprocess.window_fraction", 0, False),
-)
 CLIP_SECONDS = 10.0  # DESED clips; the frame geometry must cover them (see check_method)
 
 
@@ -354,21 +346,19 @@ def check_method(config: MethodConfig, where: str) -> None:
         ConfigError: a value out of range, a file teacher without its file, or a frame geometry
             (features.n_frames x features.hop_seconds) that does not span a 10-s clip.
     """
-    for dotted, bound, strict in _LOWER_BOUNDS:
-        section, name = dotted.split(".")
-        value = getattr(getattr(config, section), name)
-        if value < bound or (strict and value == bound):
-            need = "greater than" if strict else "at least"
-            raise ConfigError(f"{where}: {dotted} = {value!r}; it must be {need} {bound:g}")
-    if config.train.epoch_steps is not None and config.train.epoch_steps < 1:
-        raise ConfigError(f"{where}: train.epoch_steps = {config.train.epoch_steps}; give at least 1, or leave it "
-                          "unset for one pass over the clips in use")
+    ranges.check_fields(config, where)
     precisions = typing.get_args(_field_types(TrainConfig)["precision"])
     if config.train.precision not in precisions:
         raise ConfigError(f"{where}: train.precision = {config.train.precision!r}; choose one of "
                           f"{', '.join(map(repr, precisions))}")
-    if not 0 <= config.augment.p <= 1:
-        raise ConfigError(f"{where}: augment.p = {config.augment.p}; a probability lies in [0, 1]")
+    features = config.features
+    if features.fmax is not None and not features.fmin < features.fmax <= features.sample_rate / 2:
+        raise ConfigError(f"{where}: features.fmax = {features.fmax:g}; it must lie above features.fmin "
+                          f"({features.fmin:g}) and at most at half the sample rate ({features.sample_rate / 2:g})")
+    if round(features.win_seconds * features.sample_rate) > features.n_fft:
+        raise ConfigError(f"{where}: features.win_seconds = {features.win_seconds:g} is "
+                          f"{round(features.win_seconds * features.sample_rate)} samples at {features.sample_rate} Hz, "
+                          f"longer than features.n_fft = {features.n_fft}; raise n_fft or shorten the window")
     if config.teacher.source == "file" and not config.teacher.predictions:
         raise ConfigError(f'{where}: teacher.source = "file" needs teacher.predictions = PATH (an .npz of clip_ids, '
                           'weak [N, 10], strong [N, 10, T]; README "Teacher predictions from a file"), or set '

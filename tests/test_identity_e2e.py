@@ -231,7 +231,7 @@ def _no_such_data(root: Path) -> tuple[str, ...]:
 
 
 BAD_INPUTS = {
-    "steps": (lambda r: ("--set", "train.steps=0"), "train.steps = 0; it must be greater than 0"),
+    "steps": (lambda r: ("--set", "train.steps=0"), "train.steps = 0; it must be at least 1"),
     "lr": (lambda r: ("--set", "train.lr=0"), "train.lr = 0.0; it must be greater than 0"),
     "nan": (lambda r: ("--set", "loss.lambda1=nan"), "loss.lambda1: nan is not a finite number"),
     "self-comparison": (_self_comparison, "compares variant 'EM+CS' with itself"),

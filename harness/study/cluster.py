@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
+from harness import ranges
 from harness.errors import ConfigError
 
 
@@ -64,13 +65,14 @@ def _value(key: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a name, got {value!r}")
         return value
     if key in ("gpus", "cpus", "array_parallelism", "signal_delay_s"):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key in ("gpus",) else 1):
-            raise ConfigError(f"{where}: expected a whole number{' >= 0' if key == 'gpus' else ' >= 1'}, got "
-                              f"{value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        ranges.CLUSTER[key].check(value, where)
         return value
     if key == "mem_gb":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{where}: expected a positive number of GB, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number of GB, got {value!r}")
+        ranges.CLUSTER[key].check(value, where)
         return float(value)
     if key == "time":
         return str(value)

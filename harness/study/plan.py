@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
-from harness import identity
+from harness import identity, ranges
 from harness.config import (
     DataConfig,
     MethodConfig,
@@ -160,6 +160,7 @@ def resolve(
     if data_root is not None:
         data_table["root"] = data_root
     data = from_mapping(DataConfig, data_table, where)
+    ranges.check_fields(data, where, prefix="data")
     generated = data.kind == "synthetic" and data.root is None
     data = _resolve_data(data, cache_dir, spec, profile)
     seeds = seeds_set or _profile_seeds(spec, profile, builtin, mine, where)
