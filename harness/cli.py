@@ -1,23 +1,31 @@
 """Command line: `python -m harness {run,plan,status,report,data} ...`.
 
 Exit codes: 0 success; 1 some jobs failed (their logs are named); 2 bad input (file, key, data);
-130 interrupted (finished jobs are kept: run the same command again to resume).
+3 some jobs are running in another process (not run here: run the same command again once it ends);
+130 interrupted (finished jobs are kept: run the same command again to resume). A closed stdout (`| head`) ends
+quietly: exit 0, or 141 for a `run` it cut short.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import select
 import signal
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from harness import __version__
-from harness.errors import HarnessError, Interrupted
+from harness.errors import HarnessError, Interrupted, disk_full
+from harness.ranges import flag_type
 
 CACHE_ENV = "HARNESS_CACHE"
+EXIT_ELSEWHERE = 3  # `run`: no job failed, but some are running in another process (their lock was held)
 
 
 def default_cache() -> Path:
@@ -32,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         _stop_on_signals()
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a reader that has gone can be told apart (below), not at exit
+        return code
     except Interrupted as e:
         name = signal.Signals(e.signum).name
         print(f"\nharness: stopped by {name}: finished jobs are kept and the tables rebuilt; jobs in flight "
@@ -42,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an I/O error no stage anticipated: name the file, never a raw traceback
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"harness: error: {where}{e.strerror or e}; check that the path exists and is writable, and that "
-              "the disk has space, then run again (finished jobs are kept)", file=sys.stderr)
+        if isinstance(e, BrokenPipeError) and _stdout_gone():
+            return _reader_gone(args.command)
+        print(f"harness: error: {_os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nharness: interrupted; finished jobs are kept: run the same command again to resume",
@@ -52,24 +62,72 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _os_error_message(error: OSError) -> str:
+    full = disk_full(None, error)
+    if full is not None:
+        return str(full)
+    if error.errno == errno.ELOOP and error.filename:  # records.no_follow refused a link
+        return (f"{error.filename}: is a symbolic link, which the harness does not write through (it could point "
+                "anywhere); delete the link and run again")
+    where = f"{error.filename}: " if error.filename else ""
+    return (f"{where}{error.strerror or error}; check that the path exists and is writable, and that the disk has "
+            "space, then run again (finished jobs are kept)")
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has closed it (`harness status RUN | head -1`)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (OSError, ValueError):  # no file descriptor (a captured stdout): not a closed pipe
+        return False
+
+
+def _reader_gone(command: str) -> int:
+    """End quietly once stdout's reader has gone, as Unix tools do under `| head`.
+
+    stdout is pointed at /dev/null, so that Python's flush at exit does not fail again with a message.
+    Exit 0, but 141 (SIGPIPE's 128 + 13) for a `run` cut short: its reader left before the run finished,
+    which is not a success (finished jobs are kept, and the same command resumes it).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE if command == "run" else 0
+
+
 def _stop_on_signals() -> None:
     """SIGINT and SIGTERM (what Ctrl-C, `timeout`, Slurm and Kubernetes send) stop a run cleanly.
 
     The first raises Interrupted in the main thread: the runner stops its workers (each job in flight
     checkpoints and exits), rebuilds the tables and releases the study lock last. A second signal while
-    that happens stops at once: every child process is killed first, so none is left behind.
+    that happens stops at once: every child process is killed first, so none is left behind, and one line
+    says what that cost.
     """
     stopping = []
 
     def handler(signum, frame):
         if stopping:
             _kill_children()
+            _say(f"\nharness: second {signal.Signals(signum).name}: killed every process of the study at once; jobs "
+                 "in flight lost their work since their last checkpoint; finished jobs are kept: run the same "
+                 "command again to resume\n")
             os._exit(128 + signum)
         stopping.append(signum)
         raise Interrupted(signum)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def _say(text: str) -> None:
+    """`text` on stderr from a signal handler: one write(2), never print, which may be mid-call in the main
+    thread (a reentrant call raises) and whose buffer os._exit would drop."""
+    try:
+        os.write(2, text.encode("utf-8", "replace"))
+    except OSError:  # stderr closed or a broken pipe: the exit status still tells
+        pass
 
 
 def _kill_children() -> None:
@@ -95,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an ablation study: shared stages, every job, tables, report")
     _study_args(run)
-    run.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: one per CPU core)")
-    run.add_argument("--threads", type=int, default=None, help="threads per job (default: 1)")
+    run.add_argument("--jobs", type=flag_type("--jobs"), default=None,
+                     help="parallel jobs (default: one per CPU core)")
+    run.add_argument("--threads", type=flag_type("--threads"), default=None, help="threads per job (default: 1)")
     run.add_argument("--backend", choices=("local", "dask", "slurm", "inprocess"), default="local",
                      help="local processes (default), a Dask cluster, Slurm (submit and exit), or in this process "
                      "(debugging)")
@@ -104,27 +163,31 @@ def build_parser() -> argparse.ArgumentParser:
                      "jobs (dask-jobqueue), from the [cluster] table and its flags; --jobs workers (default 2)")
     run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--dask-resources", help="Dask worker resources each job needs, e.g. GPU=1")
-    run.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU (CUDA only)")
+    run.add_argument("--jobs-per-gpu", type=flag_type("--jobs-per-gpu"), default=1,
+                     help="jobs sharing one GPU (CUDA only)")
     _cluster_args(run)
     run.add_argument("--name", help="the run directory's name under --runs (default: <study>-<profile>, plus a "
                      "digest of the overrides when there are any)")
     run.add_argument("--until-decided", action="store_true", help="run seeds in rounds; stop adding seeds to a "
                      "comparison once decided (group-sequential boundary, family error at 0.05)")
-    run.add_argument("--max-seeds", type=int, default=None, help="with --until-decided: the last look (default 10)")
+    run.add_argument("--max-seeds", type=flag_type("--max-seeds"), default=None,
+                     help="with --until-decided: the last look (default 10)")
     run.add_argument("--looks", default=None, help="with --until-decided: seeds per arm at each look, e.g. 3,5,10")
-    run.add_argument("--job-timeout", type=float, default=None, metavar="SECONDS",
+    run.add_argument("--job-timeout", type=flag_type("--job-timeout", float), default=None, metavar="SECONDS",
                      help="stop an attempt of a job after this long (recorded TimedOut, its checkpoint kept)")
-    run.add_argument("--retries", type=int, default=1, help="more attempts for a job whose worker died, was "
+    run.add_argument("--retries", type=flag_type("--retries"), default=1,
+                     help="more attempts for a job whose worker died, was "
                      "preempted or timed out; it resumes from its checkpoint (default 1; never for a job that "
                      "failed on its own, e.g. a diverged loss)")
     run.add_argument("--until-converged", action="store_true", help="double train.steps (every variant alike, "
                      "each budget its own run directory) until every run's validation F1 has converged (the "
                      "report's rule), up to --max-steps")
-    run.add_argument("--max-steps", type=int, default=None, help="with --until-converged: the cap on train.steps "
+    run.add_argument("--max-steps", type=flag_type("--max-steps"), default=None,
+                     help="with --until-converged: the cap on train.steps "
                      "(default: 8x the study's own)")
     run.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
     run.add_argument("--force", action="store_true", help="run every job again, finished ones included")
-    run.add_argument("--reports", type=Path, default=Path("reports"), help="reports directory")
+    _report_dir_args(run, "runs/<run>'s name")
     run.add_argument("--no-report", action="store_true", help="skip the report at the end")
     run.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
     run.set_defaults(func=cmd_run)
@@ -144,10 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(cancel)
     cancel.set_defaults(func=cmd_cancel)
 
-    report = sub.add_parser("report", help="tables, t-tests and plots of a run directory (or summary stats)")
+    report = sub.add_parser("report", help="tables, t-tests and plots of a run directory (or summary stats)",
+                            description="Tables, t-tests and plots of a run directory, with the runs it lacks and "
+                            "why. The run directory is written only where it is writable (its results tables, "
+                            "cached clip-level intervals): a read-only one is reported all the same.")
     report.add_argument("run_dir", nargs="?", type=Path, help="runs/<study>")
     report.add_argument("--summary", type=Path, help="a TOML/CSV of published mean, sd, n and comparisons")
-    report.add_argument("--out", type=Path, help="output directory (default: reports/<study>)")
+    _report_dir_args(report, "the run directory's name (plus -METRIC and -rescore-NAME when given) or the "
+                     "--summary file's")
     report.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
     report.add_argument("--metric", default="f1", help="the metric of Tables 1-4 and the figures: f1 (the paper's "
                         "event F1, default), segment_f1, psds1, psds2, intersection_f1, collar_f1 (both splits) or "
@@ -163,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data_sub.add_parser("synth", help="generate the synthetic DESED-format corpus")
     synth.add_argument("out", type=Path)
     synth.add_argument("--size", choices=("tiny", "quick"), default="quick")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=flag_type("--seed"), default=0)
     synth.set_defaults(func=cmd_synth)
     check = data_sub.add_parser("check", help="read a DESED root and print the clips per subset")
     check.add_argument("root", type=Path)
@@ -172,15 +239,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_dir_args(p: argparse.ArgumentParser, name: str) -> None:
+    """Where the report goes, spelled alike on `run` and `report`: its own folder, or a folder of reports."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=None, metavar="DIR", help="the report's own folder (report.md, "
+                       "report.html, tables/, figures/)")
+    where.add_argument("--reports", type=Path, default=None, metavar="DIR", help=f"a folder of reports: the report "
+                       f"goes into DIR/NAME, NAME being {name} (default: reports)")
+
+
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     """The [cluster] table's keys as flags (a flag wins over the table)."""
     g = p.add_argument_group("Slurm resources per task (override the study's [cluster] table)")
     g.add_argument("--partition")
     g.add_argument("--account")
     g.add_argument("--qos")
-    g.add_argument("--gpus-per-job", dest="gpus", type=int, help="GPUs per student job and teacher member")
-    g.add_argument("--cpus-per-job", dest="cpus", type=int)
-    g.add_argument("--mem-gb", dest="mem_gb", type=float)
+    g.add_argument("--gpus-per-job", dest="gpus", type=flag_type("--gpus-per-job"),
+                   help="GPUs per student job and teacher member")
+    g.add_argument("--cpus-per-job", dest="cpus", type=flag_type("--cpus-per-job"))
+    g.add_argument("--mem-gb", dest="mem_gb", type=flag_type("--mem-gb", float))
     g.add_argument("--time", help="time limit per task: minutes, HH:MM:SS or D-HH:MM:SS (a job past it resumes "
                    "from its checkpoint in a requeued run)")
     g.add_argument("--sbatch", dest="extra", action="append", default=None, metavar="OPTION",
@@ -305,21 +382,54 @@ def _run_and_report(args, study, options) -> int:
         outcome = run_until_converged(at, study, options, args.max_steps or 8 * study.base.train.steps)
     else:
         outcome = run_study(study, options)
+    kept, elsewhere = len(outcome.kept_failed), len(outcome.elsewhere)
     print(f"results: {outcome.run_dir / 'results.csv'} ({outcome.total} jobs: {outcome.ran} ran, "
-          f"{outcome.skipped} kept from before, {len(outcome.failed)} failed)")
+          f"{outcome.skipped} kept from before, {len(outcome.all_failed)} failed"
+          + (f", {kept} of them in an earlier run" if kept else "")
+          + (f", {elsewhere} running in another process)" if elsewhere else ")"))
     if not args.no_report:
         from harness.report.build import build_report
 
-        path = build_report(outcome.run_dir, args.reports / outcome.run_dir.name, test=args.test)
+        path = build_report(outcome.run_dir, _report_dir(args, outcome.run_dir.name), test=args.test)
         print(f"report: {path}")
-    if outcome.failed:
-        n = len(outcome.failed)
-        print(f"{n} job{'s' if n > 1 else ''} failed:", file=sys.stderr)
-        for job, log_path in outcome.failed:
-            print(f"  {job.variant} seed {job.seed}: {log_path}", file=sys.stderr)
-        print("fix the cause, then run again with --rerun-failed (finished jobs are kept)", file=sys.stderr)
+    _print_elsewhere(outcome)
+    if outcome.all_failed:  # until they succeed: a failed job is a missing row, on every run, not only the first
+        _print_failures(outcome)
         return 1
-    return 0
+    return EXIT_ELSEWHERE if outcome.elsewhere else 0
+
+
+def _print_elsewhere(outcome) -> None:
+    """The jobs another live process runs (their lock was held): not run here, not failed, not finished."""
+    if not outcome.elsewhere:
+        return
+    n = len(outcome.elsewhere)
+    print(f"{n} job{'s' if n > 1 else ''} not run here: another process is running "
+          f"{'them' if n > 1 else 'it'} (its lock is held):", file=sys.stderr)
+    for job, holder in outcome.elsewhere:
+        print(f"  {job.variant} seed {job.seed}: {outcome.run_dir / 'jobs' / job.job_id} ({holder})", file=sys.stderr)
+    print("let that process finish (or stop it), then run the same command again: it keeps what that process "
+          "finished and resumes the rest", file=sys.stderr)
+
+
+def _print_failures(outcome) -> None:
+    """Each failed job of the plan (this run's and those kept from before): variant, seed, reason, log."""
+    from harness.study.jobfiles import failure_reason
+
+    failed, kept = outcome.all_failed, len(outcome.kept_failed)
+    n = len(failed)
+    print(f"{n} job{'s' if n > 1 else ''} failed" + (f" ({kept} in an earlier run, not run again)" if kept else "")
+          + ":", file=sys.stderr)
+    for job, log_path in failed:
+        print(f"  {job.variant} seed {job.seed}: {failure_reason(outcome.run_dir, job)} (log: {log_path})",
+              file=sys.stderr)
+    print("their rows are missing from the results; fix the cause, then run again with --rerun-failed (finished "
+          "jobs are kept)", file=sys.stderr)
+
+
+def _report_dir(args, name: str) -> Path:
+    """--out DIR is the report's own folder; --reports DIR a folder of reports, the report in DIR/<name>."""
+    return args.out if args.out is not None else (args.reports or Path("reports")) / name
 
 
 @dataclass(frozen=True)
@@ -438,14 +548,15 @@ def cmd_status(args) -> int:
     print(f"{target.title} in {target.run_dir}: " + ", ".join(
         f"{counts.get(s, 0)} {s}" for s in ("done", "running", "failed", "interrupted", "damaged", "pending"))
           + f" of {len(replicates)}" + (f" ({target.note})" if target.note else ""))
-    from harness.study.jobfiles import attempts
+    from harness.study.jobfiles import attempts, failure_reason
 
     for job_id, variant, seed, *_ in replicates:
         directory = target.run_dir / "jobs" / job_id
         tries = attempts(directory)
         if states[job_id] in ("failed", "damaged", "running", "interrupted") or tries > 1:
+            why = f"{failure_reason(target.run_dir, job_id)}; " if states[job_id] == "failed" else ""
             print(f"  {states[job_id]}: {variant} seed {seed} ({tries} attempt{'s' if tries != 1 else ''}): "
-                  f"{directory / 'log.txt'}")
+                  f"{why}{directory / 'log.txt'}")
     _print_slurm(target.run_dir, {j[0]: (j[1], j[2]) for j in target.jobs}, states)
     return 0
 
@@ -489,22 +600,38 @@ def cmd_report(args) -> int:
     from harness.report.build import build_report, build_summary_report
 
     if args.summary is not None:
-        out = args.out or Path("reports") / args.summary.stem
+        out = _report_dir(args, args.summary.stem)
         print(f"report: {build_summary_report(args.summary, out, test=args.test)}")
         return 0
     if args.run_dir is None:
         raise HarnessError("report: give a run directory (runs/<study>) or --summary FILE")
     from harness.study.rundir import read_study_record
-    from harness.study.runner import rebuild_tables
 
     read_study_record(args.run_dir)  # a clear error when it is not a run directory
-    rebuild_tables(args.run_dir)  # the per-job results are the truth; the tables are derived
     suffix = ("" if args.metric == "f1" else f"-{args.metric}") + (f"-rescore-{args.rescore}" if args.rescore else "")
-    out = args.out or Path("reports") / (args.run_dir.name + suffix)
-    path = build_report(args.run_dir, out, test=args.test, metric=args.metric, rescore=args.rescore,
-                        cache_dir=args.cache)
+    with _fresh_tables(args.run_dir) as tables_dir:
+        path = build_report(args.run_dir, _report_dir(args, args.run_dir.name + suffix), test=args.test,
+                            metric=args.metric, rescore=args.rescore, cache_dir=args.cache,
+                            tables_dir=None if args.rescore else tables_dir)
     print(f"report: {path}")
     return 0
+
+
+@contextmanager
+def _fresh_tables(run_dir: Path) -> Iterator[Path | None]:
+    """The run's tables rebuilt from its jobs' results (the truth; the tables are derived): in the run directory
+    (None), or, where it is read-only (an archive, a colleague's run), in a temporary folder for this report."""
+    import tempfile
+
+    from harness.study.runner import rebuild_tables
+
+    if os.access(run_dir, os.W_OK):
+        rebuild_tables(run_dir)
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="harness-tables-") as tmp:
+        rebuild_tables(run_dir, into=Path(tmp))
+        yield Path(tmp)
 
 
 def _rescore_parser(sub) -> None:
@@ -516,7 +643,8 @@ def _rescore_parser(sub) -> None:
     rescore.add_argument("--name", help="the table's folder under runs/<run>/rescore/ (default: a digest of the "
                          "settings)")
     rescore.add_argument("--no-psds", action="store_true", help="skip the threshold-free metrics (PSDS, F1 at 0.5)")
-    rescore.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per CPU core)")
+    rescore.add_argument("--jobs", type=flag_type("--jobs"), default=None,
+                         help="parallel processes (default: one per CPU core)")
     rescore.add_argument("--cache", type=Path, default=None, help=f"where the run's shared stages are (default: "
                          f"${CACHE_ENV} or ~/.cache/harness)")
     rescore.set_defaults(func=cmd_rescore)
@@ -552,9 +680,10 @@ def cmd_check(args) -> int:
 def _print_counts(root: Path, skip_missing: bool) -> int:
     from harness.config import DataConfig
     from harness.constants import CLIP_SECONDS
-    from harness.data.desed import load_dataset
+    from harness.data.desed import check_audio_against_labels, load_dataset
 
     subsets = load_dataset(DataConfig(root=str(root), skip_missing=skip_missing), Path(root))
+    check_audio_against_labels(subsets)  # what `run` checks before any work: data that passes here runs
     for name, subset in subsets.items():
         n_events = sum(len(c.events or ()) for c in subset.clips)
         extra = f", {n_events} events" if subset.kind == "strong" else ""

@@ -3,6 +3,11 @@
 Messages name the file, key or clip at fault and say what to do about it.
 """
 
+import errno
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 
 class HarnessError(Exception):
     """Base of every error the harness raises on purpose."""
@@ -26,6 +31,14 @@ class TrainingDiverged(JobFailed):
 
 class StudyLocked(HarnessError):
     """Another run of the same study holds its lock."""
+
+
+class JobRunningElsewhere(HarnessError):
+    """Another live process runs this job (holds its lock): it is neither run here nor counted as failed."""
+
+    def __init__(self, message: str, holder: str = "unknown") -> None:
+        super().__init__(message)
+        self.holder = holder  # "pid 123 on node7 since 2026-01-02 10:00:00"
 
 
 class Interrupted(BaseException):
@@ -59,3 +72,41 @@ class Preempted(InfrastructureFailure):
 
 class TimedOut(InfrastructureFailure):
     """The task ran past its time limit (`--job-timeout`) and was stopped; its checkpoint was kept."""
+
+
+class DiskFull(HarnessError):
+    """A write failed because the disk holding the file is full or its quota is exceeded (ENOSPC, EDQUOT)."""
+
+
+_FULL = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+
+
+def disk_full(path, error: BaseException) -> DiskFull | None:
+    """A DiskFull naming the file the error names, else `path` (None: no file), when `error` is a full disk or
+    quota; None for any other error."""
+    if not isinstance(error, OSError) or error.errno not in _FULL:
+        return None
+    where = error.filename or path
+    prefix = f"{where}: " if where else ""
+    # The reason right after the file: a job's failure is shown cut to a line's length.
+    return DiskFull(f"{prefix}{_FULL[error.errno]} ({error.strerror}); free space on that disk "
+                    "(or write elsewhere: --runs, --cache, --reports), then run again (finished jobs and stages are "
+                    "kept)")
+
+
+@contextmanager
+def full_disk_named(path) -> Iterator[None]:
+    """Writes under `path`: a full disk or quota becomes a DiskFull naming the file; other errors pass as they are."""
+    try:
+        yield
+    except OSError as e:
+        full = disk_full(path, e)
+        if full is None:
+            raise
+        raise full from e
+
+
+def not_a_file(path, what: str, fix: str, kind: type[HarnessError] = DataError) -> HarnessError:
+    """The error for a file the user named that is not there to read: a folder is called one, not "missing"."""
+    state = "is a directory, not a file" if Path(path).is_dir() else "does not exist"
+    return kind(f"{what} {path} {state}; {fix}")

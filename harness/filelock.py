@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harness.errors import HarnessError
+from harness.records import no_follow
 
 log = logging.getLogger("harness.lock")
 
@@ -36,7 +37,7 @@ def locked(target: Path, what: str = "") -> Iterator[None]:
     path = lock_path(target)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
+        handle = open(path, "a+", opener=no_follow)  # the holder is written: never through a link
     except OSError as e:
         raise HarnessError(f"{path}: cannot create a lock file ({e.strerror or e}); check that the cache folder "
                            f"{path.parent} is writable") from e

@@ -20,6 +20,7 @@ what to do, as a `RecordError`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -32,41 +33,101 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal, Mapping, TypeVar
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, disk_full
 
 T = TypeVar("T")
 
 
 class RecordError(HarnessError):
-    """A record file is unreadable, malformed, or cannot be written."""
+    """A record file is unreadable, malformed, or cannot be written.
+
+    `fact` says what is wrong (naming the file), `advice` what to do; the reader of one particular file may give
+    its own advice for a damaged one, since what deleting a file loses differs from file to file.
+    """
+
+    def __init__(self, fact: str, advice: str = "") -> None:
+        super().__init__(f"{fact}; {advice}" if advice else fact)
+        self.fact, self.advice = fact, advice
+
+    @property
+    def damaged(self) -> bool:
+        """Of an error reading a record: the file was read but is not a valid one (garbage, bad JSON, a key or
+        value of the wrong shape; a value's error carries no advice), rather than missing or unreadable."""
+        if self.advice:
+            return self.advice in (DAMAGED_ADVICE, OTHER_VERSION_ADVICE)
+        return not self.fact.endswith(": not found")
+
+
+# What to do about a damaged record when its reader gives no advice of its own: right for a job's result.json
+# (the job runs again), and for the derived records (tables, caches); study.json gives its own.
+DAMAGED_ADVICE = "delete it and run again (a job's results are recomputed, nothing else is lost)"
+OTHER_VERSION_ADVICE = "written by another harness version? Run the study again with this version"
+READ_ADVICE = "check its permissions"
 
 
 # --------------------------------------------------------------------------- atomic, strict JSON
 
 
+def no_follow(path: str, flags: int) -> int:
+    """An `opener` for open() that refuses a symbolic link at `path` (OSError ELOOP) instead of writing through
+    it: whoever can write a run folder on a shared file system must not redirect the harness's writes. New
+    files get mode 0o666 less the umask, like any file open() creates."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+def open_append(path: Path):
+    """`path` opened to append text, never through a symbolic link (a job's log.txt).
+
+    Raises:
+        RecordError: `path` is a symbolic link, or cannot be opened (DiskFull: the disk is full).
+    """
+    try:
+        return open(path, "a", encoding="utf-8", opener=no_follow)
+    except OSError as e:
+        raise write_error(Path(path), e) from e
+
+
+def write_error(path: Path, error: OSError) -> HarnessError:
+    """The error to raise for `error` writing `path`: it names the file and says what to do."""
+    if error.errno == errno.ELOOP and Path(path).is_symlink():
+        return RecordError(f"{path}: is a symbolic link, which the harness does not write through (it could point "
+                           "anywhere)", "delete the link and run again")
+    return disk_full(path, error) or RecordError(f"{path}: cannot write ({error.strerror or error})",
+                                                 "check that the folder exists and is writable, then run again")
+
+
 @contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
+def atomic_file(path: Path, tmp_name: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; on success it is flushed to disk and renamed to `path`.
 
     The one way the harness publishes a file: a reader sees the old file or the whole new one, never half;
-    a failure leaves no temporary file behind.
+    a failure leaves no temporary file behind. The temporary file is created here, exclusively and with
+    mode 0o666 less the umask (as any file the harness writes: colleagues read what the umask lets them);
+    the rename replaces a symbolic link at `path` rather than writing through it.
+
+    `tmp_name`: the temporary file's name, for a writer whose partial writes a later process must find (a
+    checkpoint's, after kill -9); by default a random one.
 
     Raises:
-        RecordError: the folder is not writable or the disk is full (the file is left as it was).
+        DiskFull: the disk is full or over quota (the file is left as it was).
+        RecordError: the folder is not writable, or a file is in the way of the temporary one (the file is left
+            as it was).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = path.with_name(tmp_name or f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as e:
-        raise RecordError(f"{path}: cannot write ({e.strerror or e}); check that the folder exists, is "
-                          "writable and that the disk has space, then run again") from e
+        if e.filename not in (None, str(tmp), str(path)):  # another file's error (a read of the input): its own
+            raise
+        raise write_error(path, e) from e
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -86,20 +147,21 @@ def read_json(path: Path) -> Any:
     """Strict JSON from `path`.
 
     Raises:
-        RecordError: missing, unreadable, not valid JSON, or holding NaN/Infinity.
+        RecordError: missing, unreadable, not UTF-8 text, not valid JSON, or holding NaN/Infinity.
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
         raise RecordError(f"{path}: not found") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecordError(f"{path}: cannot read ({e}); check its permissions") from e
+    except UnicodeDecodeError as e:  # binary garbage: the file is damaged, its permissions are fine
+        raise RecordError(f"{path}: damaged, not UTF-8 text ({e})", DAMAGED_ADVICE) from e
+    except OSError as e:
+        raise RecordError(f"{path}: cannot read ({e.strerror or e})", READ_ADVICE) from e
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except ValueError as e:
-        raise RecordError(f"{path}: damaged or not valid JSON ({e}); delete it and run again "
-                          "(a job's results are recomputed, nothing else is lost)") from e
+        raise RecordError(f"{path}: damaged or not valid JSON ({e})", DAMAGED_ADVICE) from e
 
 
 def _refuse_constant(name: str) -> Any:
@@ -162,15 +224,13 @@ def from_data(cls: type[T], data: Any, where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise RecordError(f"{where}: unknown key {unknown[0]!r}; written by another harness version? "
-                          "Run the study again with this version")
+        raise RecordError(f"{where}: unknown key {unknown[0]!r}", OTHER_VERSION_ADVICE)
     values = {}
     for name, f in fields.items():
         if name not in data:
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 continue
-            raise RecordError(f"{where}: missing key {name!r}; written by another harness version? "
-                              "Run the study again with this version")
+            raise RecordError(f"{where}: missing key {name!r}", OTHER_VERSION_ADVICE)
         values[name] = _check(hints[name], data[name], f"{where}: {name}")
     return cls(**values)
 
@@ -227,7 +287,11 @@ def write_record(path: Path, record: Any) -> None:
 
 
 def read_record(path: Path, cls: type[T]) -> T:
-    """Read a typed record; any defect is a RecordError naming the file."""
+    """Read a typed record; any defect is a RecordError naming the file.
+
+    The advice of a damaged record is the defaults' (DAMAGED_ADVICE, OTHER_VERSION_ADVICE), wrong for a file
+    whose loss costs more than a job's: its reader replaces it (RecordError.damaged; rundir.read_study_record).
+    """
     return from_data(cls, read_json(path), str(path))
 
 

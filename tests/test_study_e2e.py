@@ -260,7 +260,9 @@ def test_failed_job_is_recorded_and_named(workdir):
     assert record["error"] == "TrainingDiverged" and record["log"].endswith("log.txt")
     assert "TrainingDiverged" in (Path(record["log"])).read_text()  # the reason is in the log, not only here
     again = harness(*args, cwd=workdir, check=False)
-    assert again.returncode == 0 and "4 of 4 already finished or failed before" in again.stdout
+    # failed jobs are kept, not run again, and still fail the study: exit 1 until they succeed
+    assert again.returncode == 1 and "4 of 4 already finished or failed before" in again.stdout
+    assert "2 jobs failed (2 in an earlier run, not run again)" in again.stderr
     rerun = harness(*args, "--rerun-failed", cwd=workdir, check=False)
     assert rerun.returncode == 1 and "running 2" in rerun.stdout
     log = Path(record["log"]).read_text()  # every attempt in the job's log, with a separator

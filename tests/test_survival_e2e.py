@@ -85,7 +85,7 @@ def test_an_error_in_the_worker_before_training_fails_that_job_only(tmp_path, ti
     out = _run(args, tmp_path)
     assert out.returncode == 1 and "1 job failed" in out.stderr and "Traceback" not in out.stderr
     error = json.loads((tmp_path / "runs" / "broken" / "jobs" / job_id / "error.json").read_text())
-    assert error["error"] == "IsADirectoryError" and "log.txt" in error["message"]
+    assert error["error"] == "RecordError" and "log.txt: cannot write (Is a directory)" in error["message"]
     assert len(pd.read_csv(tmp_path / "runs" / "broken" / "results.csv")) == 3
 
 

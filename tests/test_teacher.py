@@ -141,7 +141,7 @@ def test_classes_mismatch_duplicates_and_object_arrays(tmp_path):
     with pytest.raises(DataError, match=r"d.npz: clip_ids has duplicates, e.g. \['clip_0.wav'\]"):
         load_predictions(path)
     path = _write(tmp_path / "o.npz", clip_ids=np.array(ids, dtype=object), weak=weak, strong=strong)
-    with pytest.raises(DataError, match="o.npz is not a readable .npz"):
+    with pytest.raises(DataError, match="o.npz holds an object array"):
         load_predictions(path)
     with pytest.raises(DataError, match="weak has shape"):
         save_predictions(tmp_path / "s.npz", ids, weak[:, :3], strong)

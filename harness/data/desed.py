@@ -14,14 +14,14 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import pandas as pd
 import soundfile as sf
 
 from harness.config import DataConfig
 from harness.constants import CLASS_INDEX, CLASSES, SUBSETS
-from harness.errors import DataError
+from harness.errors import DataError, not_a_file
 
 log = logging.getLogger("harness.data")
 
@@ -152,19 +152,19 @@ def _read_rows(tsv: Path, kind: Kind) -> list[tuple[int, list[str]]]:
     Raises:
         DataError: the file is missing, or its header lacks an expected column.
     """
-    if not tsv.is_file():
-        raise DataError(f"metadata file {tsv} does not exist; check the DESED root or the subset's _tsv override")
-    with tsv.open(newline="", encoding="utf-8") as f:
-        lines = list(csv.reader(f, delimiter="\t"))
-    if not lines:
-        raise DataError(f"{tsv}: the file is empty; expected a header with columns {', '.join(COLUMNS[kind])}")
-    header = [h.strip() for h in lines[0]]
     expected = COLUMNS[kind]
+    lines = _tsv_lines(tsv, expected)
+    if not lines:
+        raise DataError(f"{tsv}: the file is empty; expected a header with columns {', '.join(expected)}")
+    header = [h.strip() for h in lines[0]]
     missing = [c for c in expected if c not in header]
-    if missing:
+    if missing:  # the first line's text is not shown (the file may be anything, e.g. a secret): only our names
+        present = [c for c in expected if c in header]
         raise DataError(
-            f"{tsv}, line 1: missing column(s) {', '.join(missing)}; expected columns "
-            f"{', '.join(expected)} (tab-separated), found {', '.join(header) or 'none'}"
+            f"{tsv}, line 1: missing column(s) {', '.join(missing)}; expected a DESED metadata TSV whose first line "
+            f"names the tab-separated columns {', '.join(expected)} (it has {len(header)} field(s), "
+            f"{', '.join(present) or 'none of them'}{' among them' if present else ''}); check the DESED root or the "
+            "subset's _tsv override"
         )
     index = [header.index(c) for c in expected]
     rows, seen, duplicates = [], set(), 0
@@ -181,6 +181,24 @@ def _read_rows(tsv: Path, kind: Kind) -> list[tuple[int, list[str]]]:
     if duplicates:
         log.warning("%s: dropped %d exact duplicate row(s)", tsv, duplicates)
     return rows
+
+
+def _tsv_lines(tsv: Path, expected: Sequence[str]) -> list[list[str]]:
+    """The cells of every line of a metadata TSV; errors name the file and the format, never its content."""
+    fix = "check the DESED root or the subset's _tsv override"
+    if not tsv.is_file():
+        raise not_a_file(tsv, "metadata file", fix)
+    try:
+        with tsv.open(newline="", encoding="utf-8") as f:
+            return list(csv.reader(f, delimiter="\t"))
+    except UnicodeDecodeError:
+        raise DataError(f"{tsv}: not UTF-8 text; expected a DESED metadata TSV with the tab-separated columns "
+                        f"{', '.join(expected)}; {fix}") from None
+    except csv.Error:
+        raise DataError(f"{tsv}: not a readable TSV; expected the tab-separated columns {', '.join(expected)}; "
+                        f"{fix}") from None
+    except OSError as e:
+        raise DataError(f"{tsv}: cannot read ({e.strerror or e}); check its permissions") from e
 
 
 def _check_filename(tsv: Path, line_no: int, filename: str) -> None:
@@ -247,6 +265,9 @@ def _present_files(
 ) -> list[str]:
     """The filenames whose audio exists; missing ones raise DataError, or are logged with skip_missing."""
     filenames = list(filenames)
+    if audio_dir.exists() and not audio_dir.is_dir():
+        raise DataError(f"subset {name!r}: the audio folder {audio_dir} is a file, not a folder; check the DESED "
+                        f"root or data.{name}_audio")
     existing = {p.name for p in audio_dir.iterdir()} if audio_dir.is_dir() else set()
     # A filename with a sub-folder is checked on disk; the bare-name set avoids one stat per clip.
     missing = [f for f in filenames if f not in existing and not (audio_dir / f).is_file()]
@@ -278,6 +299,35 @@ def audio_duration(path: Path) -> float:
     if info.frames <= 0 or info.samplerate <= 0:
         raise DataError(f"audio file {path} holds no samples; re-download or delete it")
     return info.frames / info.samplerate
+
+
+def check_audio_against_labels(subsets: dict[str, Subset]) -> dict[str, list[float]]:
+    """Each strongly labelled clip's audio length (s), checked against its events, per strong subset.
+
+    The one check of audio against labels: `harness run` makes it before any feature is computed, and
+    `harness data check` makes the same, so data that passes the check is never refused by a run.
+
+    Raises:
+        DataError: a clip whose audio ends before one of its events starts (a truncated or wrong file).
+    """
+    out = {}
+    for name, subset in subsets.items():
+        if subset.kind != "strong":
+            continue
+        seconds = []
+        for clip in subset.clips:
+            duration = clip.duration
+            # An event that starts after the audio has ended: the file is not the audio that was labelled.
+            # (Events that run a little past a clip's end are common in DESED's annotations, and are kept.)
+            late = [ev for ev in clip.events or () if ev.onset >= duration]
+            if late:
+                raise DataError(
+                    f"{clip.path}: the audio lasts {duration:.2f} s but {subset.tsv} labels an event at "
+                    f"{late[0].onset:g}-{late[0].offset:g} s ({late[0].label}); re-download the file or fix its "
+                    f"rows (or remove the clip from the TSV)")
+            seconds.append(round(duration, 6))
+        out[name] = seconds
+    return out
 
 
 # --------------------------------------------------------------------------- loading

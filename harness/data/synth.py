@@ -13,6 +13,7 @@ corpus is unfinished.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
@@ -28,7 +29,7 @@ from scipy import fft as sp_fft
 from harness.filelock import locked
 from harness.constants import CLASSES, CLIP_SECONDS, DESED_MEDIAN_SECONDS
 from harness.data.desed import LAYOUT
-from harness.errors import DataError
+from harness.errors import DataError, full_disk_named
 
 log = logging.getLogger("harness.data")
 
@@ -397,7 +398,12 @@ def render_clip(spec: ClipSpec, audio_dir: Path) -> tuple[str, list[tuple[float,
     # A random overall level (peak 0.3-0.9 of full scale), as recordings differ in gain.
     mix *= rng.uniform(0.3, 0.9) / (np.abs(mix).max() + 1e-12)
     pcm = np.round(mix * 32767).astype(np.int16)
-    sf.write(str(audio_dir / name), pcm, sr, subtype="PCM_16", format="WAV")
+    # Encoded in memory, written by Python: libsndfile reports a full disk as "System error." without a file
+    # name, where a plain write raises ENOSPC, which full_disk_named turns into "<file>: the disk is full".
+    wav = io.BytesIO()
+    sf.write(wav, pcm, sr, subtype="PCM_16", format="WAV")
+    with full_disk_named(audio_dir / name):
+        (audio_dir / name).write_bytes(wav.getvalue())
     return name, events
 
 
@@ -504,7 +510,7 @@ def generate(
         raise DataError(f"unknown synthetic corpus size {size!r}; valid sizes: {', '.join(SIZES)}")
     out = Path(out)
     # Two studies sharing a new cache: the second waits here, then finds the finished corpus.
-    with locked(out, f"the synthetic corpus {out}"):
+    with locked(out, f"the synthetic corpus {out}"), full_disk_named(out):
         return _generate(out, size, seed, sample_rate, n_jobs)
 
 

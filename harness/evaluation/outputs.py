@@ -1,7 +1,5 @@
 """Prediction files: DCASE event TSVs and frame/clip probabilities (.npz). Writes are atomic."""
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from harness.constants import CLASSES
-from harness.errors import DataError
+from harness.errors import DataError, not_a_file
+from harness.records import atomic_file
 
 EVENT_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label")
 _NPZ_KEYS: tuple[str, ...] = ("clip_ids", "frame", "clip", "classes")
@@ -36,17 +35,12 @@ class Probabilities:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Call write(file object) on a temporary file beside path, then rename it onto path."""
+    """Call write(file object) on a temporary file beside path, then rename it onto path (records.atomic_file:
+    flushed to disk, mode from the umask, nothing left behind on failure)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def write_dcase_tsv(events: pd.DataFrame, path: Path) -> None:
@@ -76,10 +70,14 @@ def read_dcase_tsv(path: Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"event file {path} does not exist")
-    table = pd.read_csv(path, sep="\t", dtype={"filename": str, "event_label": str})
+        raise not_a_file(path, "event file", f"expected a TSV with the columns {list(EVENT_COLUMNS)}")
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"filename": str, "event_label": str})
+    except (ValueError, OSError) as e:  # a parser's message may quote the file: only its name is shown
+        raise DataError(f"{path}: not a readable TSV; expected the tab-separated columns {list(EVENT_COLUMNS)}") from e
     if tuple(table.columns) != EVENT_COLUMNS:
-        raise DataError(f"{path}: columns are {list(table.columns)}, expected {list(EVENT_COLUMNS)} (tab-separated)")
+        raise DataError(f"{path}: {len(table.columns)} column(s) that are not the expected {list(EVENT_COLUMNS)} "
+                        "(tab-separated)")
     table["onset"] = table["onset"].astype(float)
     table["offset"] = table["offset"].astype(float)
     return table
@@ -128,7 +126,7 @@ def read_probabilities(path: Path) -> Probabilities:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"probability file {path} does not exist")
+        raise not_a_file(path, "probability file", "run the job again to write it")
     with np.load(path, allow_pickle=False) as data:
         missing = [k for k in _NPZ_KEYS if k not in data.files]
         if missing:

@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,7 +38,7 @@ import numpy as np
 from harness.config import FeatureConfig, to_dict
 from harness.errors import ConfigError, DataError
 from harness.identity import FEATURES_VERSION, feature_key
-from harness.records import RecordError, file_checksum, read_json, write_json
+from harness.records import RecordError, atomic_file, file_checksum, read_json, write_json
 from harness.filelock import locked
 from harness.features.audio import missing_audio_error, read_audio
 from harness.features.logmel import check_config, logmel
@@ -182,16 +181,11 @@ def compute_part(clips: Sequence[tuple[str, Path]], cfg: FeatureConfig, n_mels: 
     if path.is_file() or _part_ok(out, (len(rows), cfg.n_frames, n_mels)):
         return str(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    with atomic_file(out) as tmp:
         blank = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), cfg.n_frames, n_mels))
         offset = blank.offset
         del blank
         _fill_rows(tmp, offset, [Path(clips[i][1]) for i in rows], cfg, n_mels)
-        _fsync(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return str(out)
 
 
@@ -258,8 +252,7 @@ def _compute(
     Workers write their chunks of rows straight into the temporary file, so neither they nor the
     parent ever hold the whole subset in memory; one fsync makes them all durable before the rename.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    with atomic_file(path) as tmp:  # flushed to disk and renamed once the sidecar is written
         shape = (len(clips), cfg.n_frames, n_mels)
         blank = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         data_offset, row_bytes = blank.offset, blank[0].nbytes
@@ -280,16 +273,12 @@ def _compute(
             # batch_size=1: joblib's automatic batching would group these short tasks unevenly.
             parallel = joblib.Parallel(n_jobs=min(jobs, len(tasks)), backend=BACKEND, batch_size=1)
             parallel(joblib.delayed(_fill_rows)(*task) for task in tasks)
-        _fsync(tmp)
+        _fsync(tmp)  # the rows on the disk before the sidecar that vouches for them is
         checksum = file_checksum(tmp)
         created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         write_json(path.with_suffix(".json"), {**sidecar, "features": to_dict(cfg), "created": created,
                                                 "checksum": checksum})
-        os.replace(tmp, path)
-        return checksum
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return checksum
 
 
 def _copy_parts(tmp: Path, offset: int, parts: Sequence[Path]) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from harness.config import MethodConfig, config_hash
+from harness.records import atomic_file
 
 log = logging.getLogger("harness.train")
 
@@ -81,18 +82,16 @@ def fingerprint(config: MethodConfig, seed: int) -> str:
 
 
 def save_checkpoint(path: Path, state: TrainState) -> None:
-    """Write `state` to `path` atomically (temporary file, fsync, rename); the directory must exist."""
+    """Write `state` to `path` atomically (records.atomic_file: temporary file, fsync, rename); the directory
+    must exist.
+
+    Raises:
+        DiskFull, RecordError: the file cannot be written (the previous checkpoint is left as it was).
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(_payload(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # A name of this process's: `remove_partial_writes` finds what a kill mid-write left behind.
+    with atomic_file(path, f".{path.name}.tmp{os.getpid()}") as tmp, open(tmp, "wb") as f:
+        torch.save(_payload(state), f)
     _fsync_dir(path.parent)  # make the rename itself durable
 
 

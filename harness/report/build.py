@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ import pandas as pd
 
 from harness import __version__
 from harness.constants import CLASSES
-from harness.errors import DataError
-from harness.records import RescoreRecord, StudyRecord, read_record, to_data
+from harness.errors import DataError, full_disk_named
+from harness.records import RescoreRecord, StudyRecord, to_data
 from harness.schema import ROW_IDENTITY_COLUMNS
-from harness.report import convergence, figures, sections, stats, tables
+from harness.report import convergence, figures, missing, sections, stats, tables
+from harness.study.rundir import read_study_record
 from harness.report.summary import analyse_summary, read_summary
 from harness.study.rescore import EVENT_RESAMPLES, PSDS_RESAMPLES, read_rescore
 
@@ -72,6 +74,18 @@ class Block:
     path: Path | None = None  # figure PNG, relative to the report directory
 
 
+def _full_disk_named(build):
+    """A report builder whose full disk is named as one, with the report's folder (matplotlib and write_text
+    say "No space left on device" without naming the file)."""
+
+    @functools.wraps(build)
+    def wrapper(source: Path, out_dir: Path, *args, **kwargs) -> Path:
+        with full_disk_named(out_dir):
+            return build(source, out_dir, *args, **kwargs)
+
+    return wrapper
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "table"
 
@@ -87,20 +101,21 @@ def _write_table(out_dir: Path, stem: str, numeric: pd.DataFrame, display: pd.Da
 
 # ---------------------------------------------------------------- inputs
 
-def _load_run(run_dir: Path, rescore: RescoreRecord | None = None
+def _load_run(run_dir: Path, rescore: RescoreRecord | None = None, tables_dir: Path | None = None
               ) -> tuple[StudyRecord, dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """The run's typed record (and its mapping view for the table builders), results and per-class results.
 
-    With a rescore, its tables (runs/<run>/rescore/<name>/) and its teacher rows replace the run's own.
+    With a rescore, its tables (runs/<run>/rescore/<name>/) and its teacher rows replace the run's own;
+    `tables_dir` holds the run's own tables when they are not in the run directory (a read-only one).
     """
-    tables_dir = run_dir if rescore is None else run_dir / "rescore" / rescore.name
+    tables_dir = (tables_dir or run_dir) if rescore is None else run_dir / "rescore" / rescore.name
     results_path = tables_dir / "results.csv"
     if not results_path.is_file():
         raise DataError(f"{results_path} not found: run the study first with `python -m harness run <study.toml>`")
     study_path = run_dir / "study.json"
     if not study_path.is_file():
         raise DataError(f"{study_path} not found: {run_dir} is not a run directory written by `python -m harness run`")
-    record = read_record(study_path, StudyRecord)
+    record = read_study_record(run_dir)  # a damaged one: the advice true of study.json
     try:
         results = pd.read_csv(results_path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -346,9 +361,10 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
     return blocks
 
 
+@_full_disk_named
 def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
                  seed: int = sections.REPORT_SEED, metric: str = "f1", rescore: str | None = None,
-                 cache_dir: Path | None = None) -> Path:
+                 cache_dir: Path | None = None, tables_dir: Path | None = None) -> Path:
     """Build reports/<study>/ from runs/<study>/ (see the module docstring); returns report.md's path.
 
     Args:
@@ -358,6 +374,8 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
         rescore: build on runs/<run>/rescore/<rescore>/ instead of the run's own tables.
         cache_dir: where the run's shared stages are (the clip-level bootstrap and the PSD-ROC need the
             reference events); default: the harness cache, then where each job read them.
+        tables_dir: where the run's results.csv is, when not in run_dir (rebuilt elsewhere because run_dir is
+            read-only); nothing is written into run_dir then, but for the cached intervals where it can.
 
     Raises:
         DataError: no results.csv or study.json in run_dir (run the study first), no such rescore.
@@ -365,7 +383,7 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     rescore_record = None if rescore is None else read_rescore(run_dir, rescore)
-    record, study, results, per_class = _load_run(run_dir, rescore_record)
+    record, study, results, per_class = _load_run(run_dir, rescore_record, tables_dir)
     choice = tables.choose_metric(metric, results.columns)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = f"Study {record.name}" + ("" if choice.name == "f1" else f": {choice.label}")
@@ -373,6 +391,7 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
     if record.description:
         blocks.append(Block("p", record.description))
     blocks.append(Block("p", _header(record, len(results), choice, rescore_record)))
+    blocks += _missing_blocks(run_dir, record, results, rescore_record is not None)
     verdicts = _convergence(run_dir, results)
     flagged = sections.unconverged_variants(results, verdicts)
     for table in study["tables"]:
@@ -409,6 +428,16 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
     return _write_documents(blocks, title, out_dir)
 
 
+def _missing_blocks(run_dir: Path, record: StudyRecord, results: pd.DataFrame, rescored: bool) -> list[Block]:
+    """"Missing runs": every run of the plan without a row, why (failed and its reason, not run yet, running)
+    and its log; near the top, since every table below is computed without them."""
+    runs = missing.missing_runs(run_dir, record, results, rescored)
+    if not runs:
+        return []
+    return [Block("h2", "Missing runs"), Block("p", missing.summary(runs, len(record.jobs))),
+            Block("table", "Runs of the plan without results", table=missing.table(runs))]
+
+
 def _table4_heading(column: str, first: bool) -> str:
     """"Table 4: t-tests on validation F1, as in the paper", then "Table 4b: the same t-tests on test F1"."""
     label = tables.METRIC_LABELS.get(column, column)
@@ -431,6 +460,7 @@ def _within_run(run_dir: Path, results: pd.DataFrame, choice: tables.MetricChoic
                            cache_dir)
 
 
+@_full_disk_named
 def build_summary_report(summary_file: Path, out_dir: Path, test: stats.TestKind = "student") -> Path:
     """Table 4 from published summary statistics (harness.report.summary formats); returns report.md.
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, not_a_file
 from harness.report import stats
 
 CSV_COLUMNS: tuple[str, ...] = ("kind", "name", "mean", "sd", "n", "a", "b", "t")  # required; `rope` optional
@@ -209,14 +209,14 @@ def read_summary(path: Path) -> SummaryTable:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: summary file not found")
+        raise not_a_file(path, "summary file", "give a .toml or .csv of summary statistics", ConfigError)
     suffix = path.suffix.lower()
-    if suffix == ".toml":
-        metric, configs, comps, rope = _read_toml(path)
-    elif suffix == ".csv":
-        metric, configs, comps, rope = _read_csv(path)
-    else:
+    if suffix not in (".toml", ".csv"):
         raise ConfigError(f"{path}: summary file must end in .toml or .csv")
+    try:
+        metric, configs, comps, rope = _read_toml(path) if suffix == ".toml" else _read_csv(path)
+    except UnicodeDecodeError:  # its bytes are not shown: the file may be anything
+        raise ConfigError(f"{path}: not UTF-8 text; expected a summary-statistics {suffix} file") from None
     by_name: dict[str, Configuration] = {}
     for c in configs:
         if c.name in by_name:

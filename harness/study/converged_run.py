@@ -36,11 +36,12 @@ def run_until_converged(resolve_at: Callable[[int], ResolvedStudy], first: Resol
         echo(f"until converged: round at train.steps = {steps}")
         outcome = run_study(study, options, echo)
         flagged = unconverged_variants(run_dir_of(study, options))
-        if not flagged:
+        if not flagged and not outcome.elsewhere:  # a job another process runs is no converged one yet
             echo(f"until converged: every run converged at train.steps = {steps} ({outcome.run_dir})")
             return outcome
-        if outcome.failed or steps * 2 > max_steps:
-            why = "jobs failed" if outcome.failed else f"--max-steps {max_steps} reached"
+        if outcome.failed or outcome.elsewhere or steps * 2 > max_steps:
+            why = ("jobs failed" if outcome.failed else "jobs are running in another process" if outcome.elsewhere
+                   else f"--max-steps {max_steps} reached")
             echo(f"until converged: stopped ({why}) at train.steps = {steps}; not converged: {', '.join(flagged)} "
                  "(the report flags them)")
             return outcome

@@ -61,7 +61,7 @@ class CurveWriter:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # the optional extra is not installed: no curves, silently
             return
-        shutil.rmtree(Path(job_dir) / FOLDER, ignore_errors=True)  # a fresh start: no epochs of an older run
+        _remove(Path(job_dir) / FOLDER)  # a fresh start: no epochs of an older run
         try:
             self._writer = SummaryWriter(log_dir=str(self.path), flush_secs=3600)
         except OSError as e:  # curves are a by-product: a folder that cannot be written must not fail the job
@@ -85,7 +85,7 @@ class CurveWriter:
             return
         log_dir = self._writer.log_dir
         self._writer.close()
-        shutil.rmtree(log_dir, ignore_errors=True)
+        _remove(Path(log_dir))
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer = SummaryWriter(log_dir=log_dir, flush_secs=3600)
@@ -96,3 +96,12 @@ class CurveWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _remove(folder: Path) -> None:
+    """Delete a curves folder; a symbolic link in its place is removed itself, so that the event files are
+    never written through it into a folder outside the job's (rmtree refuses links and would leave it)."""
+    if folder.is_symlink():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder, ignore_errors=True)

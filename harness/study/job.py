@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -24,7 +25,7 @@ from harness import __version__
 from harness.bundle import Bundle
 from harness.config import to_dict
 from harness.constants import CLASSES
-from harness.errors import DataError, HarnessError, JobStopped
+from harness.errors import DataError, HarnessError, JobRunningElsewhere, JobStopped
 from harness.evaluation.energy import EnergyMeter, EnergyReading
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.method.train import EpochRecord, evaluate, train_student
@@ -33,8 +34,11 @@ from harness.records import (
     Failure,
     JobRecord,
     Provenance,
+    RecordError,
     Result,
     atomic_file,
+    open_append,
+    read_record,
     write_json,
     write_record,
 )
@@ -42,13 +46,15 @@ from harness.schema import EPOCH_COLUMNS
 from harness.study.curves import CurveWriter
 from harness.study.devices import device_lease
 from harness.study.environment import cpu_description, git_commit
-from harness.study.jobfiles import CHECKPOINT, ERROR, LOG, RESULT, STARTED, attempts
+from harness.study.jobfiles import CHECKPOINT, ERROR, LOG, REPLACED_RESULT, RESULT, STARTED, attempts
+from harness.study.lock import JobLock
 from harness.study.plan import JobSpec
 from harness.study.stages import resolve_device
 
 RUNNING = threading.Event()  # set while this process runs a job (see harness.study.workers: a stop signal)
 EXIT_ON_STOP = False  # set in the local backend's pool workers: a stopped worker leaves at once...
 HOLD = threading.Event()  # ...unless the driver is stopping the study: it ends the workers itself (workers.stop_jobs)
+ELSEWHERE = "running_elsewhere"  # execute's status for a job another live process runs (its lock is held)
 
 
 def job_record(job: JobSpec) -> JobRecord:
@@ -119,7 +125,8 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
             threshold_free[subset] = _psds(bundle, subset, ev.frame)
         energy["eval"] = meter.stop()
     if job.config.train.checkpoint:
-        torch.save(outcome.model.state_dict(), job_dir / "best.pt")
+        with atomic_file(job_dir / "best.pt") as tmp:  # replaces a link there rather than writing through it
+            torch.save(outcome.model.state_dict(), tmp)
     result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads, threshold_free,
                      energy)
     write_record(job_dir / RESULT, result)
@@ -197,8 +204,10 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
     Everything from the first line is inside the failure recording: a job directory that cannot be
     written, a full disk or a broken bundle fail this job (error.json when it can be written, the summary
     always), never the study. Returns a small summary for the progress display, whose status is "ok",
-    "failed", "stopped" (a stop signal or `stop_file`: the checkpoint is kept) or "timed_out" (`timeout`
-    seconds passed: stopped the same way).
+    "failed", "stopped" (a stop signal or `stop_file`: the checkpoint is kept), "timed_out" (`timeout`
+    seconds passed: stopped the same way) or ELSEWHERE (another live process holds the job's lock, which this
+    one holds from before the job's first file is touched to its end: the job is not run, nothing of it is
+    touched; "ok" instead when that process finishes the job while this one waits for it).
 
     Args:
         timeout: seconds this attempt may run (--job-timeout); None: no limit.
@@ -207,7 +216,7 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
     """
     start = time.perf_counter()
     directory = Path(job_dir)
-    handler = None
+    handler = lock = None
     stop, finished, timed_out, timer = threading.Event(), threading.Event(), threading.Event(), None
     if HOLD.is_set():  # the study is stopping: no new work (the driver ends this worker)
         return {"job_id": job.job_id, "status": "stopped", "message": "not started: the study is stopping",
@@ -221,6 +230,10 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         if stop_file is not None:
             threading.Thread(target=_watch, args=(Path(stop_file), stop, finished), daemon=True).start()
         directory.mkdir(parents=True, exist_ok=True)
+        had_result = (directory / RESULT).exists()  # a job run again (--force) has one: not a result of now
+        lock = JobLock(directory).acquire()  # before any file of the job is touched: never two runners at once
+        if lock.waited and not had_result and (done := _finished_meanwhile(directory)) is not None:
+            return done
         (directory / ERROR).unlink(missing_ok=True)
         threads = max(1, threads)
         torch.set_num_threads(threads)
@@ -243,6 +256,9 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
                     f"{timeout:g})", "seconds": seconds}
         logging.getLogger("harness.job").info("job %s %s; run the study again to resume", job.job_id, e)
         return {"job_id": job.job_id, "status": "stopped", "message": str(e), "seconds": seconds}
+    except JobRunningElsewhere as e:  # not this process's job: no record of its own, the other one writes them
+        logging.getLogger("harness.job").info("job %s: %s", job.job_id, e)
+        return {"job_id": job.job_id, "status": ELSEWHERE, "message": str(e), "holder": e.holder, "seconds": 0.0}
     except Exception as e:  # noqa: BLE001 - a failed job must be recorded, not crash the study
         return _record_failure(job, directory, e, time.perf_counter() - start, logged=handler is not None)
     finally:
@@ -253,8 +269,18 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         if handler is not None:
             logging.getLogger("harness").removeHandler(handler)
             handler.close()
+        if lock is not None:
+            lock.release()
         if EXIT_ON_STOP and _stopping() and not HOLD.is_set():  # told to stop from outside the harness: leave
             os._exit(0)
+
+
+def _finished_meanwhile(directory: Path) -> dict | None:
+    """The summary of the result that the process this one waited for wrote (it finished the job), or None."""
+    try:
+        return ok_summary(read_record(directory / RESULT, Result))
+    except RecordError:  # no result, or a damaged one: this process runs the job
+        return None
 
 
 def _watch(stop_file: Path, stop: threading.Event, finished: threading.Event) -> None:
@@ -286,9 +312,19 @@ def _record_failure(job: JobSpec, directory: Path, error: Exception, seconds: fl
     failure = Failure(job_id=job.job_id, error=kind, message=str(error), log=str(directory / LOG), traceback=trace)
     try:
         write_record(directory / ERROR, failure)
-    except HarnessError as e:
+        _set_aside_earlier_result(job, directory)
+    except (HarnessError, OSError) as e:
         logging.getLogger("harness.job").error("job %s: cannot record the failure: %s", job.job_id, e)
     return {"job_id": job.job_id, "status": "failed", "message": f"{kind}: {error}", "seconds": round(seconds, 2)}
+
+
+def _set_aside_earlier_result(job: JobSpec, directory: Path) -> None:
+    """A job run again (--force) that fails has no result of now: its earlier result.json would have it read as
+    done. That result is kept, under another name that no table reads."""
+    if (directory / RESULT).exists():
+        os.replace(directory / RESULT, directory / REPLACED_RESULT)
+        logging.getLogger("harness.job").warning("job %s: the result of its earlier run is kept as %s", job.job_id,
+                                                 directory / REPLACED_RESULT)
 
 
 def ok_summary(result: Result) -> dict:
@@ -297,8 +333,21 @@ def ok_summary(result: Result) -> dict:
             "seconds": result.wall_seconds}
 
 
+class _LogFile(logging.FileHandler):
+    """log.txt, appended to but never through a symbolic link (records.open_append: a RecordError names it)."""
+
+    def _open(self):
+        return open_append(Path(self.baseFilename))
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A line lost to a full disk: the job's next write fails with an error that names the file and says
+        # so; logging's own report would be a raw traceback on the terminal for every line.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
+
+
 def _job_logger(directory: Path) -> logging.Handler:
-    handler = logging.FileHandler(directory / LOG)
+    handler = _LogFile(directory / LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger("harness")
     root.addHandler(handler)

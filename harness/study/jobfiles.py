@@ -11,9 +11,10 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.records import Failure, RecordError, Result, read_json, read_record
 from harness.study.executors.slurm import ACTIVE, cancel, states
-from harness.study.lock import is_locked
+from harness.study.lock import is_locked, job_is_locked
 
 RESULT = "result.json"
+REPLACED_RESULT = "result.replaced.json"  # the result of an earlier run of a job whose --force rerun failed
 ERROR = "error.json"
 STARTED = "started.json"
 LOG = "log.txt"
@@ -41,8 +42,19 @@ def status_of(run_dir: Path, job) -> str:
                 return "damaged"
             return state
     if (directory / STARTED).exists():
-        return "running" if is_locked(run_dir) else "interrupted"
+        # a job's own lock: a process left by a killed driver, or another run's task, may still run it
+        return "running" if is_locked(run_dir) or job_is_locked(directory) else "interrupted"
     return "pending"
+
+
+def failure_reason(run_dir: Path, job) -> str:
+    """Why a failed job failed, as its error.json says ("TrainingDiverged: J_s is inf at ..."), on one line."""
+    path = job_dir(run_dir, job) / ERROR
+    try:
+        failure = read_record(path, Failure)
+    except RecordError as e:
+        return f"no readable reason ({e.fact})"
+    return " ".join(f"{failure.error}: {failure.message}".split())
 
 
 def attempts(directory: Path) -> int:

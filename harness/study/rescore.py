@@ -427,7 +427,10 @@ def job_uncertainty(job_dir: Path, settings: RescoreSettings, columns: Sequence[
            if (curve := _roc(inputs, subset, scenario, settings)) is not None}
     record = UncertaintyRecord(job_id=inputs.result.job_id, key=key, intervals=intervals, roc_scenario=scenario,
                                roc_grid=tuple(ROC_GRID.tolist()), roc=roc)
-    write_record(path, record)
+    try:
+        write_record(path, record)
+    except HarnessError:  # a read-only run directory (`report --out` elsewhere): a cache only, computed again
+        pass
     return record
 
 

@@ -34,7 +34,81 @@ def read_study_record(run_dir: Path) -> StudyRecord:
     if not path.is_file():
         raise RecordError(f"{path} not found: {run_dir} is not a run directory written by `python -m harness run` "
                           "(run the study first)")
-    return read_record(path, StudyRecord)
+    try:
+        return read_record(path, StudyRecord)
+    except RecordError as e:
+        if not e.damaged:  # unreadable (permissions): that advice holds
+            raise
+        raise RecordError(e.fact, damaged_study_advice(run_dir)) from e
+
+
+def damaged_study_advice(run_dir: Path) -> str:
+    """What is true of a damaged study.json: what it holds, what does not depend on it, and how to write it again.
+
+    Deleting it loses the record of the resolution (study file, profile, --set flags, data) and of the plan;
+    the jobs' own files stay, and `run` with the same flags resolves the same plan (job ids are content keys),
+    so it keeps every finished job and writes study.json again. `run` itself refuses while the file is
+    damaged (it compares resolutions), so it must go first.
+    """
+    run_dir = Path(run_dir)
+    study, profile = _recorded_by_jobs(run_dir)
+    return (f"study.json records how the run was resolved (study file, profile, --set flags, data folder and "
+            f"digest, harness commit) and its plan (variants, seeds, job ids, tables, comparisons, the teacher's "
+            f"scores); deleting it loses only that record: the jobs' results in {run_dir / 'jobs'} stay. If a newer "
+            f"harness version wrote it, use that version. Otherwise delete it and run the command that made this "
+            f"run again, with the same flags: "
+            f"python -m harness run <the study file{study}> --profile {profile} <its --set flags> --runs "
+            f"{shlex.quote(str(run_dir.parent))} --name {shlex.quote(run_dir.name)}. That writes study.json again "
+            "and keeps every job that finished or failed (it runs only the others, as any run does); `status` "
+            "and `report` work again once it is written")
+
+
+def _recorded_by_jobs(run_dir: Path) -> tuple[str, str]:
+    """(" of study NAME", profile) from any readable job.json of the run, to help rebuild the command line."""
+    from harness.records import JobRecord
+
+    for path in sorted((run_dir / "jobs").glob("*/job.json"))[:20]:
+        try:
+            job = read_record(path, JobRecord)
+        except RecordError:
+            continue
+        return f" of study {job.study!r}", job.profile
+    return "", "<its profile>"
+
+
+# What starting a run writes before it records anything: a folder holding only these was created for nothing.
+_STARTING = (".lock", "environment.json")
+
+
+def first_new_folder(run_dir: Path) -> Path | None:
+    """The topmost folder of `run_dir`'s path that does not exist yet (what starting a run creates: the run
+    directory, and runs/ itself on a first run), absolute; None when the run directory exists."""
+    path = Path(run_dir).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def remove_if_bare(run_dir: Path, created: Path) -> None:
+    """Remove a run directory that holds only what starting a run writes (its lock, environment.json, stop
+    files), and the empty folders above it up to `created` (first_new_folder before the run): a run refused
+    before it recorded anything (bad data, say) leaves no folder behind. Called by the run that created the
+    folder, while it holds the lock; anything else in it (a job, study.json) keeps it."""
+    run_dir = Path(run_dir).absolute()
+    try:
+        entries = list(run_dir.iterdir())
+        if any(p.name not in _STARTING and not p.name.startswith(".stop-") for p in entries):
+            return
+        for p in entries:
+            p.unlink()
+        for folder in (run_dir, *run_dir.parents):
+            folder.rmdir()  # fails, and stops here, on a folder that holds anything else
+            if folder == created:
+                break
+    except OSError:  # a file appeared meanwhile, or it cannot be removed: a folder left is harmless
+        pass
 
 
 def check_same_study(run_dir: Path, study: ResolvedStudy) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping
 
+from harness import ranges
 from harness.bundle import MANIFEST
 from harness.errors import ConfigError, HarnessError, Interrupted
 from harness.records import (
@@ -33,6 +34,8 @@ from harness.records import (
     TableInfo,
     TuningChoice,
     VariantInfo,
+    atomic_file,
+    open_append,
     read_record,
     write_json,
     write_record,
@@ -44,10 +47,17 @@ from harness.study.executors.base import ExecutorSettings
 from harness.study.executors.dask import clear_old_stop_files
 from harness.study.environment import environment, git_commit
 from harness.study.jobfiles import job_dir, status_of
-from harness.study.lock import StudyLock
+from harness.study.lock import StudyLock, job_is_locked
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.progress import Progress
-from harness.study.rundir import STUDY, check_same_study, read_study_record, resolution_of
+from harness.study.rundir import (
+    STUDY,
+    check_same_study,
+    first_new_folder,
+    read_study_record,
+    remove_if_bare,
+    resolution_of,
+)
 from harness.study.stages import DataState, StageKeys, teacher_scores
 from harness.study.table import read_results, write_tables
 
@@ -82,6 +92,16 @@ class RunOutcome:
     skipped: int = 0
     ran: int = 0
     failed: list[tuple[JobSpec, Path]] = field(default_factory=list)
+    # jobs another live process runs (their lock was held), with that process: not run here, neither finished
+    # nor failed
+    elsewhere: list[tuple[JobSpec, str]] = field(default_factory=list)
+    # jobs that failed in an earlier run and were not run again (no --rerun-failed): still failed, still missing
+    kept_failed: list[tuple[JobSpec, Path]] = field(default_factory=list)
+
+    @property
+    def all_failed(self) -> list[tuple[JobSpec, Path]]:
+        """Every job of the plan that has failed: in this run, or before and kept."""
+        return [*self.kept_failed, *self.failed]
 
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -117,6 +137,7 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
     _check_limits(options)
     settings = _executor_settings(options, run_dir)
     executor = make_executor(settings)  # a Dask scheduler is reached now, before any work
+    created = first_new_folder(run_dir)
     try:
         with StudyLock(run_dir):
             try:
@@ -128,6 +149,8 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
                 executor.close()
                 if (run_dir / STUDY).exists():  # after a stop too: the tables show every job that finished
                     rebuild_tables(run_dir)
+                elif created is not None:  # refused before it recorded anything (its data): no folder left
+                    remove_if_bare(run_dir, created)
     finally:
         executor.close()
 
@@ -154,10 +177,11 @@ def _grace(error: BaseException) -> float:
 
 
 def _check_limits(options: RunOptions) -> None:
-    if options.retries < 0:
-        raise ConfigError(f"--retries must be 0 or more, got {options.retries}")
-    if options.job_timeout is not None and not options.job_timeout > 0:
-        raise ConfigError(f"--job-timeout must be a positive number of seconds, got {options.job_timeout}")
+    """The flags' ranges (harness.ranges) for a caller that builds RunOptions itself, not through the CLI."""
+    for option, value in (("--jobs", options.jobs), ("--threads", options.threads), ("--retries", options.retries),
+                          ("--job-timeout", options.job_timeout), ("--jobs-per-gpu", options.jobs_per_gpu)):
+        if value is not None:
+            ranges.FLAGS[option].check(value, option)
 
 
 def _executor_settings(options: RunOptions, run_dir: Path) -> ExecutorSettings:
@@ -169,8 +193,11 @@ def _executor_settings(options: RunOptions, run_dir: Path) -> ExecutorSettings:
 def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions, run_dir: Path, echo,
               label: str, executor: Executor) -> RunOutcome:
     outcome = RunOutcome(run_dir=run_dir, total=len(jobs))
-    pending = [j for j in jobs if _needs_run(status_of(run_dir, j), options)]
+    states = {j.job_id: status_of(run_dir, j) for j in jobs}
+    pending = [j for j in jobs if _needs_run(states[j.job_id], options)]
     outcome.skipped = len(jobs) - len(pending)
+    outcome.kept_failed = [(j, job_dir(run_dir, j) / jobmod.LOG) for j in jobs
+                           if states[j.job_id] == "failed" and j not in pending]
     if outcome.skipped:
         echo(f"{label}: {outcome.skipped} of {len(jobs)} already finished or failed before (kept; "
              f"--rerun-failed / --force to run them again)")
@@ -195,7 +222,8 @@ def _prepare_job_dir(job: JobSpec, run_dir: Path, options: RunOptions) -> None:
     infrastructure reason keeps it, and resumes)."""
     directory = job_dir(run_dir, job)
     state = status_of(run_dir, job)
-    if state == "done" or (state == "failed" and (options.force or not _resumable(directory))):
+    from_scratch = state == "done" or (state == "failed" and (options.force or not _resumable(directory)))
+    if from_scratch and not job_is_locked(directory):  # another process runs it: its checkpoint is its own
         (directory / jobmod.CHECKPOINT).unlink(missing_ok=True)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -228,6 +256,10 @@ class _Recorder:
         if job.job_id in self.seen:
             return
         self.seen.add(job.job_id)
+        if summary["status"] == jobmod.ELSEWHERE:  # another process runs it: this run did not
+            self.outcome.elsewhere.append((job, summary.get("holder", "unknown")))
+            self.progress.job_finished(job.variant, job.seed, summary)
+            return
         self.outcome.ran += 1
         if summary["status"] != "ok":
             self.outcome.failed.append((job, job_dir(self.outcome.run_dir, job) / "log.txt"))
@@ -275,10 +307,10 @@ def _job_task(job: JobSpec, bundles: dict[str, Path], options: RunOptions, run_d
 
 def _append_log(run_dir: Path, job: JobSpec, line: str) -> None:
     """A line of the driver's in the job's log.txt (where the failure reason belongs, not only error.json)."""
-    try:
-        with open(job_dir(run_dir, job) / jobmod.LOG, "a") as f:
+    try:  # never through a symbolic link (records.open_append); the job itself reports such a log.txt
+        with open_append(job_dir(run_dir, job) / jobmod.LOG) as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} harness.runner {line}\n")
-    except OSError:
+    except (OSError, HarnessError):
         pass
 
 
@@ -370,7 +402,8 @@ def _write_tuning_table(run_dir: Path, records: list[Result]) -> None:
     frame = pd.DataFrame([{"variant": r.variant, "lambda1": r.lambda1, "lambda2": r.lambda2, "seed": r.seed,
                            "val_f1": r.val_f1, "test_f1": r.test_f1} for r in records])
     summary = frame.groupby(["variant", "lambda1", "lambda2"], sort=True)["val_f1"].agg(["count", "mean", "std"])
-    summary.reset_index().to_csv(run_dir / "tuning.csv", index=False, float_format="%.4f")
+    with atomic_file(run_dir / "tuning.csv") as tmp:
+        summary.reset_index().to_csv(tmp, index=False, float_format="%.4f")
 
 
 # --------------------------------------------------------------------------- study.json
@@ -409,8 +442,9 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
     write_record(run_dir / STUDY, record)
 
 
-def rebuild_tables(run_dir: Path) -> tuple[Path, Path]:
-    """Rebuild results.csv and results_per_class.csv from the job results of the study's current plan."""
+def rebuild_tables(run_dir: Path, into: Path | None = None) -> tuple[Path, Path]:
+    """Rebuild results.csv and results_per_class.csv from the job results of the study's current plan, in the
+    run directory or in `into` (a report of a read-only run directory)."""
     record = read_study_record(run_dir)
     records = read_results(Path(run_dir) / "jobs", set(record.jobs))
-    return write_tables(Path(run_dir), records, [v.name for v in record.variants])
+    return write_tables(Path(into or run_dir), records, [v.name for v in record.variants])

@@ -56,7 +56,7 @@ def run_until_decided(study: ResolvedStudy, options: RunOptions, looks: tuple[in
         decisions = sequential.sequential_decisions(design, scores, labels)
         for d in decisions:
             echo(f"  {d.label}: {d.status}")
-        if sequential.all_decided(decisions) or outcome.failed:
+        if sequential.all_decided(decisions) or outcome.failed or outcome.elsewhere:  # elsewhere: seeds missing
             return outcome
         wanted = sequential.seeds_to_run(design, pairs, decisions, [v.name for v in spec.variants])
         if all(wanted[v] <= targets[v] for v in targets):  # the last look is reached: nothing more to run

@@ -30,7 +30,7 @@ from harness.study.executors import slurm
 from harness.study.jobfiles import SUBMISSIONS, job_dir, read_submissions, status_of
 from harness.study.lock import StudyLock
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
-from harness.study.rundir import check_same_study
+from harness.study.rundir import check_same_study, first_new_folder, remove_if_bare
 from harness.study.stages import DataState, StageKeys, check_durations, read_data
 
 
@@ -54,10 +54,16 @@ def submit_study(study: ResolvedStudy, options, cluster: ClusterConfig, echo: Ca
     check_same_study(run_dir, study)
     runner._check_limits(options)
     cache_dir = Path(options.cache_dir).absolute()
+    created = first_new_folder(run_dir)
     with StudyLock(run_dir):
-        write_json(run_dir / "environment.json", environment())
-        data = read_data(study.data, cache_dir, 2)
-        check_durations(data)  # audio that ends before its labels fails now, not in a queued job
+        try:
+            write_json(run_dir / "environment.json", environment())
+            data = read_data(study.data, cache_dir, 2)
+            check_durations(data)  # audio that ends before its labels fails now, not in a queued job
+        except BaseException:
+            if created is not None:  # refused for its data: no run folder left behind
+                remove_if_bare(run_dir, created)
+            raise
         keys = StageKeys(data, study.spec.teacher_seed)
         book = _Book(run_dir)
         out = Submitted(run_dir)

@@ -25,7 +25,7 @@ from harness.config import (
     parse_override,
     with_factors,
 )
-from harness.errors import ConfigError
+from harness.errors import ConfigError, not_a_file
 from harness.study.cluster import ClusterConfig, parse_cluster
 
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -127,11 +127,15 @@ def load_study(path: Path) -> StudySpec:
             or table naming an unknown variant; the message names the file and the key.
     """
     path = Path(path)
+    if path.is_dir():
+        raise not_a_file(path, "ablation file", "give a study TOML, e.g. ablations/table2.toml", ConfigError)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: no such ablation file") from e
-    except tomllib.TOMLDecodeError as e:
+    except UnicodeDecodeError:  # its bytes are not shown: the file may be anything
+        raise ConfigError(f"{path}: not UTF-8 text; expected an ablation file in TOML") from None
+    except tomllib.TOMLDecodeError as e:  # says where (line, column), never what is there
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     return parse_study(raw, path)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from harness.bundle import MANIFEST
-from harness.errors import HarnessError
+from harness.errors import HarnessError, disk_full
 from harness.features.cache import compute_part, feature_path, part_ranges
 from harness.study.executors import Executor, Outcome, Task
 from harness.study.plan import JobSpec
@@ -176,6 +176,9 @@ def _value(outcome: Outcome, replay: bool = True) -> Any:
                            "are kept)")
     if isinstance(outcome.error, HarnessError):
         raise outcome.error
+    full = disk_full(f"shared stage {task.label}", outcome.error)  # a full disk no stage anticipated
+    if full is not None:
+        raise full from outcome.error
     if outcome.error is not None:
         raise HarnessError(f"shared stage {task.label} failed: {type(outcome.error).__name__}: "
                            f"{outcome.error}") from outcome.error

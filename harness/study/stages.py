@@ -25,10 +25,10 @@ from harness import identity
 from harness.bundle import MANIFEST, Bundle, CacheCorrupt
 from harness.config import DataConfig, MethodConfig, to_dict
 from harness.constants import CLASSES, SUBSETS
-from harness.data.desed import Subset, audio_duration, load_dataset
+from harness.data.desed import Subset, check_audio_against_labels, load_dataset
 from harness.data.encoder import LabelEncoder
 from harness.data.synth import ensure_corpus
-from harness.errors import DataError
+from harness.errors import DataError, full_disk_named
 from harness.evaluation.postprocess import event_length_frames
 from harness.filelock import locked
 from harness.features.cache import DIGEST_INDEX, FeatureSet, content_digests, extract, normalization
@@ -183,9 +183,12 @@ def _build(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_dir:
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    # A folder, published whole by one rename (records.atomic_file publishes a file): its files are written in
+    # this private temporary folder, so none needs a rename of its own; like every file they follow the umask.
     try:
-        manifest = _contents(job, data, key, teacher_key, cache_dir, tmp, root, jobs, durations)
-        write_record(tmp / MANIFEST, manifest)
+        with full_disk_named(root):  # np.save and to_csv say "No space left" without naming the file
+            manifest = _contents(job, data, key, teacher_key, cache_dir, tmp, root, jobs, durations)
+            write_record(tmp / MANIFEST, manifest)
         if root.exists():  # a finished bundle written meanwhile by another process: keep that one
             shutil.rmtree(tmp)
         else:
@@ -200,21 +203,7 @@ def check_durations(data: DataState) -> dict[str, list[float]]:
     Raises:
         DataError: a clip whose audio ends before one of its events starts (a truncated or wrong file).
     """
-    out = {}
-    for name in STRONG_SUBSETS:
-        seconds = []
-        for clip in data.subsets[name].clips:
-            duration = audio_duration(clip.path)
-            # An event that starts after the audio has ended: the file is not the audio that was labelled.
-            # (Events that run a little past a clip's end are common in DESED's annotations, and are kept.)
-            late = [ev for ev in clip.events or () if ev.onset >= duration]
-            if late:
-                raise DataError(
-                    f"{clip.path}: the audio lasts {duration:.2f} s but {data.subsets[name].tsv} labels an event "
-                    f"at {late[0].onset:g}-{late[0].offset:g} s ({late[0].label}); re-download the file or fix its "
-                    f"rows (or remove the clip from the TSV)")
-            seconds.append(round(duration, 6))
-        out[name] = seconds
+    out = check_audio_against_labels({n: data.subsets[n] for n in STRONG_SUBSETS})  # as `data check` does
     return {n: out[n] for n in EVAL_SUBSETS}
 
 

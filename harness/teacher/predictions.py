@@ -30,7 +30,7 @@ import numpy as np
 
 from harness.records import atomic_file
 from harness.constants import CLASSES, N_CLASSES, N_FRAMES
-from harness.errors import DataError
+from harness.errors import DataError, not_a_file
 
 REQUIRED_KEYS: tuple[str, ...] = ("clip_ids", "weak", "strong")
 
@@ -88,18 +88,23 @@ def load_predictions(
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a predictions archive; errors name the file and the format, never what it holds."""
+    expected = ("expected a .npz archive of plain arrays (clip_ids as strings, weak, strong), as np.savez writes; "
+                "fix teacher.predictions or set teacher.source = \"train\"")
     if not path.is_file():
-        raise DataError(
-            f"teacher predictions {path} does not exist: fix teacher.predictions or set teacher.source = \"train\""
-        )
+        raise not_a_file(path, "teacher predictions", expected)
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle, and tell the user about allow_pickle
+        raise DataError(f"teacher predictions {path} is not a .npz archive; {expected}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(
-            f"teacher predictions {path} is not a readable .npz of plain arrays ({e}); "
-            "store clip_ids as a string array, not an object array"
-        ) from e
+    except ValueError as e:
+        if "pickle" in str(e):  # an object array: pickled data, which is never loaded (numpy's hint not passed on)
+            raise DataError(f"teacher predictions {path} holds an object array (pickled data), which is never "
+                            "loaded; store clip_ids as a string array, e.g. np.array(ids, dtype=str)") from e
+        raise DataError(f"teacher predictions {path} is damaged; {expected}") from e
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"teacher predictions {path} is damaged or unreadable; {expected}") from e
 
 
 def _check(arrays: dict[str, np.ndarray], where: str, n_frames: int) -> None:

@@ -47,7 +47,8 @@ def job_outcome(task: Task, value: Any) -> Outcome:
 
     A job stops early for three reasons: the driver asked (the executor is cancelling, and no one reads the
     outcome), its time limit (TimedOut), or a signal from outside the harness, such as a scheduler's SIGTERM
-    on preemption (Preempted). Both keep the job's checkpoint, so a retry resumes it.
+    on preemption (Preempted). Both keep the job's checkpoint, so a retry resumes it. A job that another live
+    process runs (harness.study.job.ELSEWHERE: its lock was held) is a value, never retried: the runner reports it.
     """
     if task.kind == "job" and isinstance(value, dict):
         if value.get("status") == "timed_out":
