@@ -7,7 +7,7 @@ Times, on the quick corpus's bundle (built into the benchmark cache on first use
   which the driver does once per run and every job once before training.
 The figure is the share of the quick profile's main command (`harness run ablations/table2.toml --profile
 quick`: 15 jobs) that these checks add: (read_data + 16 verifications) / the command's wall time. The wall
-time is given on the command line (`--main-seconds`, measured separately: README, "Measured"); the checks
+time is given on the command line (`--main-seconds`, measured separately: docs/benchmarks.md, "Studies"); the checks
 are measured here, each the median of 5 runs, page cache warm (as in a run, where the driver's check warms it
 for the jobs).
 """
@@ -28,7 +28,7 @@ from harness.study.stages import read_data
 
 
 QUICK_JOBS = 15  # the main command: Table 2, 5 variants x 3 seeds
-# The quick profile's main command from an empty cache, measured on this project's 2-core CPU (README, Measured).
+# The quick profile's main command from an empty cache, measured on this project's 2-core CPU (docs/benchmarks.md, "Studies").
 MAIN_SECONDS = 1854.0
 
 

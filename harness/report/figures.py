@@ -11,6 +11,7 @@ Each function takes data and an optional `ax` and returns the axes; styling is i
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -21,14 +22,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FuncFormatter, Locator, LogLocator, MaxNLocator, NullFormatter, NullLocator,
+)
 
 VAL_COLOR = "#1f77b4"
 TEST_COLOR = "#d62728"
+# The smallest text of any figure, in points. The HTML report shows a figure at most 1,100 px wide (9.2 in at
+# the PNG's 120 dpi) and scales a wider one down: no figure is wider than 12 in, so this text stays >= 10 px.
+SMALL_FONT = 8
+
+
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+    """Wrap text to lines that fit width_in inches at fontsize points (about 0.55 em a character)."""
+    chars = max(20, int(width_in * 72 / (fontsize * 0.55)))
+    return textwrap.fill(text, chars) if len(text) > chars else text
+
+
+def _axes_width_in(ax: Axes) -> float:
+    return ax.get_position().width * ax.figure.get_figwidth()
+
+
+def _legend_outside(ax: Axes, **kwargs) -> None:
+    """The legend to the right of the axes, never over the data; tight_layout makes room for it."""
+    ax.legend(frameon=False, fontsize=SMALL_FONT, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0, **kwargs)
 
 
 def _style(ax: Axes, title: str, xlabel: str, ylabel: str) -> Axes:
-    ax.set_title(title, fontsize=11)
+    # Titles are figure captions too, often longer than the plot is wide: wrapped, never cut at the edge.
+    ax.set_title(_wrap(title, _axes_width_in(ax) + 0.6, 11), fontsize=11)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, axis="y", alpha=0.3)
@@ -56,7 +79,7 @@ def plot_f1_distribution(
         metric: the metric's name in the legend ("validation F1"); ylabel: the axis label.
     """
     names = list(val_f1) or list(test_f1)
-    ax = _new_ax(ax, max(5.0, 1.3 * len(names) + 1.5), 4.0)
+    ax = _new_ax(ax, min(12.0, max(6.0, 0.85 * len(names) + 3.5)), 4.0)
     offsets = {"validation": -0.18, "test": 0.18}
     for split, data, color in (("validation", val_f1, VAL_COLOR), ("test", test_f1, TEST_COLOR)):
         positions = np.arange(len(names)) + offsets[split]
@@ -73,7 +96,8 @@ def plot_f1_distribution(
                        label=f"{split} {metric}" if i == 0 else None)
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=20, ha="right")
-    ax.legend(frameon=False, fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    _legend_outside(ax)
     return _style(ax, title, "Variant", ylabel)
 
 
@@ -93,12 +117,13 @@ def plot_per_class_heatmap(
     for i in range(f1.shape[0]):
         for j in range(f1.shape[1]):
             text = "—" if np.isnan(f1[i, j]) else f"{f1[i, j]:.1f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="black" if (not np.isnan(f1[i, j]) and f1[i, j] > 60) else "white")
+            # A cell without runs is masked (the axes' white shows): its dash is drawn in grey, not white.
+            color = "grey" if np.isnan(f1[i, j]) else ("black" if f1[i, j] > 60 else "white")
+            ax.text(j, i, text, ha="center", va="center", fontsize=SMALL_FONT, color=color)
     ax.set_xticks(np.arange(len(classes)))
-    ax.set_xticklabels(classes, rotation=35, ha="right", fontsize=8)
+    ax.set_xticklabels(classes, rotation=35, ha="right", fontsize=SMALL_FONT)
     ax.set_yticks(np.arange(len(variants)))
-    ax.set_yticklabels(variants, fontsize=8)
+    ax.set_yticklabels(variants, fontsize=SMALL_FONT)
     ax.figure.colorbar(image, ax=ax, label="Event-based F1 (%)")
     _style(ax, title, "Class", "Variant")
     ax.grid(False)
@@ -116,7 +141,7 @@ def plot_learning_curves(
             fewer epochs; epoch e (1-based) is column e - 1.
         generation_epochs: epochs per curriculum generation; a dashed line marks each boundary.
     """
-    ax = _new_ax(ax, 7.0, 4.0)
+    ax = _new_ax(ax, 9.0, 4.2)
     n_epochs = 0
     for name, values in curves.items():
         values = np.asarray(values, dtype=float)
@@ -135,8 +160,9 @@ def plot_learning_curves(
     if generation_epochs and n_epochs:
         for boundary in range(generation_epochs, n_epochs, generation_epochs):
             ax.axvline(boundary + 0.5, color="grey", linestyle="--", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if curves:
-        ax.legend(frameon=False, fontsize=8)
+        _legend_outside(ax)
     return _style(ax, title, "Epoch (dashed: generation boundary)", "Validation event-based F1 (%)")
 
 
@@ -160,8 +186,10 @@ def plot_psd_roc(
                         alpha=0.15, linewidth=0)
     ax.set_xlim(float(grid[0]), float(grid[-1]))
     ax.set_ylim(0.0, 1.0)
-    if curves:
-        ax.legend(frameon=False, fontsize=7)
+    # Panels side by side (validation, test) share their variants: one legend, right of the last panel.
+    spec = ax.get_subplotspec()
+    if curves and (spec is None or spec.is_last_col()):
+        _legend_outside(ax)
     return _style(ax, title, "eFPR (false positives per hour)", "eTPR")
 
 
@@ -187,7 +215,7 @@ def plot_forest(
         boot: series name -> (low, high) of the bootstrap interval, shape (m,) each, drawn thinner.
     """
     m, names = len(labels), list(diff)
-    ax = _new_ax(ax, 7.5, max(2.5, 0.42 * m * max(1, len(names)) ** 0.5 + 1.2))
+    ax = _new_ax(ax, 10.0, max(3.0, 0.42 * m * max(1, len(names)) ** 0.5 + 1.4))
     y = np.arange(m)[::-1].astype(float)
     for yi, r in zip(y, np.asarray(rope, dtype=float)):
         if np.isfinite(r) and r > 0:
@@ -207,18 +235,51 @@ def plot_forest(
                       label=f"{name}: 95 % bootstrap interval")
     ax.fill_betweenx([], 0, 0, color=ROPE_COLOR, alpha=0.45, label="ROPE (practically equivalent)")
     ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_yticklabels(labels, fontsize=SMALL_FONT)
     ax.set_ylim(-0.7, m - 0.3)
-    ax.legend(frameon=False, fontsize=7, loc="best")
+    handles, names_ = ax.get_legend_handles_labels()  # the t intervals first, then the bootstrap, the ROPE
+    order = sorted(range(len(names_)), key=lambda i: (0 if "t interval" in names_[i] else
+                                                       1 if "bootstrap" in names_[i] else 2, i))
+    ax.legend([handles[i] for i in order], [names_[i] for i in order], frameon=False, fontsize=SMALL_FONT,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _style(ax, title, "Difference of means a − b (F1 points; symmetric log scale beyond ±1)", "")
     ax.set_xscale("symlog", linthresh=1.0)
-    low_x, high_x = ax.get_xlim()
-    ticks = [x for x in (-50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50) if low_x <= x <= high_x]
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{x:g}" for x in ticks])
+    ax.xaxis.set_major_locator(_SpacedLocator((0, -1, 1, -10, 10, -5, 5, -50, 50, -2, 2, -20, 20, -100, 100)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(True, axis="x", alpha=0.3)
     ax.grid(False, axis="y")
     return ax
+
+
+class _SpacedLocator(Locator):
+    """Ticks from a list in order of preference, inside the view, dropping any whose label would come within
+    min_gap_pt points of one kept (labels such as -20 and -10 touched on a narrow symlog axis). It runs at
+    draw time, so it sees the axes' final width after tight_layout."""
+
+    def __init__(self, candidates: Sequence[float], min_gap_pt: float = 4.0):
+        self.candidates, self.min_gap_pt = tuple(candidates), min_gap_pt
+
+    def __call__(self) -> list[float]:
+        low_x, high_x = sorted(self.axis.get_view_interval())
+        ax = self.axis.axes
+        width_pt = ax.get_window_extent().width * 72.0 / ax.figure.dpi
+        scale = self.axis.get_transform()
+        lo_t, hi_t = (float(scale.transform([x])[0]) for x in (low_x, high_x))
+
+        def at(x: float) -> float:  # position in points from the axis' left end
+            return (float(scale.transform([x])[0]) - lo_t) / ((hi_t - lo_t) or 1.0) * width_pt
+
+        size = matplotlib.font_manager.FontProperties(size=matplotlib.rcParams["xtick.labelsize"]).get_size_in_points()
+
+        def gap(a: float, b: float) -> float:  # half of each label's width (about 0.6 em a character), a space
+            return (len(f"{a:g}") + len(f"{b:g}")) / 2 * 0.6 * size + self.min_gap_pt
+
+        kept: list[float] = []
+        for x in self.candidates:
+            if low_x <= x <= high_x and all(abs(at(x) - at(k)) >= gap(x, k) for k in kept):
+                kept.append(x)
+        return sorted(kept)
 
 
 def plot_sequential_paths(
@@ -235,7 +296,7 @@ def plot_sequential_paths(
         decided_at: label -> 0-based look at which it was decided significant, None if not.
     """
     labels = list(paths)
-    cols = min(4, max(1, len(labels)))
+    cols = min(3, max(1, len(labels)))  # at most 9.5 in wide: shown unscaled in the HTML report
     rows = max(1, math.ceil(len(labels) / cols))
     fig = fig or plt.figure(figsize=(3.0 * cols + 0.5, 2.4 * rows + 0.8))
     looks_arr = np.asarray(looks, dtype=float)
@@ -254,19 +315,21 @@ def plot_sequential_paths(
             if at is not None:
                 ax.plot([looks_arr[at]], [max(abs(t[at]), 1e-2)], marker="*", markersize=11, color=color)
         ax.set_yscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        ax.margins(y=0.12)  # the boundary's first mark and a decision's star stay inside the panel
+        # Ticks at 1, 2, 5 of each decade, labelled plainly; minor ticks unlabelled (they overlapped).
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(looks_arr)
-        ax.set_title(label, fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(_wrap(label, 3.0, SMALL_FONT), fontsize=SMALL_FONT)
+        ax.tick_params(which="both", labelsize=SMALL_FONT)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         if i % cols == 0:
-            ax.set_ylabel("|t|", fontsize=8)
+            ax.set_ylabel("|t|", fontsize=SMALL_FONT)
         if i >= len(labels) - cols:
-            ax.set_xlabel("seeds per arm", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+            ax.set_xlabel("seeds per arm", fontsize=SMALL_FONT)
+    fig.suptitle(_wrap(title, fig.get_figwidth(), 10), fontsize=10)
     return fig
 
 
