@@ -69,6 +69,24 @@ def warm_cache(stages: Path, root: Path) -> Path:
     return Path(shutil.copytree(stages, root / "cache"))
 
 
+def alive_processes(pids: list[int], within: float) -> list[int]:
+    """Those of `pids` still running (not zombies) after up to `within` seconds."""
+    import psutil
+
+    deadline = time.time() + within
+    while True:
+        left = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    left.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import warm_cache
+from conftest import alive_processes as _alive, warm_cache
 
 STUDY = """
 [study]
@@ -46,20 +46,6 @@ def _start(root: Path, steps: int = 200) -> subprocess.Popen:
         start_new_session=True)
 
 
-def _alive(pids: list[int], within: float) -> list[int]:
-    """Those of `pids` still running (not zombies) after up to `within` seconds."""
-    deadline = time.time() + within
-    while True:
-        left = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    left.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not left or time.time() > deadline:
-            return left
-        time.sleep(0.1)
 
 
 def _wait_for_epochs(run_dir: Path, process: subprocess.Popen, jobs: int = 2) -> list[Path]:

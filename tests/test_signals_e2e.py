@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import warm_cache
+from conftest import alive_processes as _alive, warm_cache
 
 STUDY = """
 [study]
@@ -37,20 +37,6 @@ def _start(root: Path) -> subprocess.Popen:
         start_new_session=True)
 
 
-def _alive(pids: list[int], within: float) -> list[int]:
-    """Those of `pids` still running (not zombies) after up to `within` seconds."""
-    deadline = time.time() + within
-    while True:
-        left = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    left.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not left or time.time() > deadline:
-            return left
-        time.sleep(0.2)
 
 
 def _wait_for(run_dir: Path, process: subprocess.Popen, results: int, started: int) -> None:

@@ -34,11 +34,7 @@ class StudyLock:
                 f"{self.path.parent}: another run of this study is in progress ({holder}); wait for it to "
                 "finish or stop it, then run again (finished jobs are kept)"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
-        handle.flush()
+        _write_holder(handle)
         self.handle = handle
         return self
 
@@ -88,11 +84,7 @@ class JobLock:
                     "here. Let that process finish (or stop it), then run the same command again: it keeps what "
                     "that process finished and resumes the rest", holder)
             time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
-        handle.flush()
+        _write_holder(handle)
         self.handle = handle
         return self
 
@@ -152,3 +144,12 @@ def _held(path: Path) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
     return False
+
+
+def _write_holder(handle) -> None:
+    """Who holds a lock (this process), inside its file, for the message of the process that finds it held."""
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    handle.flush()
