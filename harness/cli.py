@@ -144,73 +144,45 @@ def _kill_children() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m harness",
+        prog="python -m harness", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Statistically sound ablation studies of knowledge distillation for sound event detection.",
-    )
+        epilog=_examples("python -m harness run ablations/table2.toml --profile quick",
+                         "python -m harness status runs/table2-quick",
+                         "python -m harness report runs/table2-quick --metric psds1",
+                         "python -m harness rescore runs/table2-quick --set postprocess.threshold=0.4")
+        + "\n\n`python -m harness COMMAND --help` for a command's options; guides: docs/README.md")
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _run_parser(sub)
 
-    run = sub.add_parser("run", help="run an ablation study: shared stages, every job, tables, report")
-    _study_args(run)
-    run.add_argument("--jobs", type=flag_type("--jobs"), default=None,
-                     help="parallel jobs (default: one per CPU core)")
-    run.add_argument("--threads", type=flag_type("--threads"), default=None, help="threads per job (default: 1)")
-    run.add_argument("--backend", choices=("local", "dask", "slurm", "inprocess"), default="local",
-                     help="local processes (default), a Dask cluster, Slurm (submit and exit), or in this process "
-                     "(debugging)")
-    run.add_argument("--cluster", choices=("slurm",), help="with --backend dask: start the Dask workers as Slurm "
-                     "jobs (dask-jobqueue), from the [cluster] table and its flags; --jobs workers (default 2)")
-    run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
-    run.add_argument("--dask-resources", help="Dask worker resources each job needs, e.g. GPU=1")
-    run.add_argument("--jobs-per-gpu", type=flag_type("--jobs-per-gpu"), default=1,
-                     help="jobs sharing one GPU (CUDA only)")
-    _cluster_args(run)
-    run.add_argument("--name", help="the run directory's name under --runs (default: <study>-<profile>, plus a "
-                     "digest of the overrides when there are any)")
-    run.add_argument("--until-decided", action="store_true", help="run seeds in rounds; stop adding seeds to a "
-                     "comparison once decided (group-sequential boundary, family error at 0.05)")
-    run.add_argument("--max-seeds", type=flag_type("--max-seeds"), default=None,
-                     help="with --until-decided: the last look (default 10)")
-    run.add_argument("--looks", default=None, help="with --until-decided: seeds per arm at each look, e.g. 3,5,10")
-    run.add_argument("--job-timeout", type=flag_type("--job-timeout", float), default=None, metavar="SECONDS",
-                     help="stop an attempt of a job after this long (recorded TimedOut, its checkpoint kept)")
-    run.add_argument("--retries", type=flag_type("--retries"), default=1,
-                     help="more attempts for a job whose worker died, was "
-                     "preempted or timed out; it resumes from its checkpoint (default 1; never for a job that "
-                     "failed on its own, e.g. a diverged loss)")
-    run.add_argument("--until-converged", action="store_true", help="double train.steps (every variant alike, "
-                     "each budget its own run directory) until every run's validation F1 has converged (the "
-                     "report's rule), up to --max-steps")
-    run.add_argument("--max-steps", type=flag_type("--max-steps"), default=None,
-                     help="with --until-converged: the cap on train.steps "
-                     "(default: 8x the study's own)")
-    run.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
-    run.add_argument("--force", action="store_true", help="run every job again, finished ones included")
-    _report_dir_args(run, "runs/<run>'s name")
-    run.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    run.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
-    run.set_defaults(func=cmd_run)
-
-    plan = sub.add_parser("plan", help="print the jobs of a study (id, variant, factors, seed, status)")
+    plan = _command(sub, "plan", "print the jobs of a study (id, variant, factors, seed, status)",
+                    "python -m harness plan ablations/table2.toml --profile quick",
+                    "python -m harness plan runs/table2-quick --power")
     _target_args(plan)
     plan.add_argument("--power", action="store_true", help="from the study's finished runs (e.g. a 3-seed pilot): "
                       "seeds per arm for 80 %% power per comparison, and the compute they imply")
     plan.add_argument("--metric", default="val_f1", help="the results.csv column --power plans for (default val_f1)")
     plan.set_defaults(func=cmd_plan)
 
-    status = sub.add_parser("status", help="summarise done, running, failed and pending jobs of a study")
+    status = _command(sub, "status", "summarise done, running, failed and pending jobs of a study",
+                      "python -m harness status runs/table2-quick",
+                      "python -m harness status ablations/table2.toml --profile quick")
     _target_args(status)
     status.set_defaults(func=cmd_status)
 
-    cancel = sub.add_parser("cancel", help="cancel the Slurm jobs of a study submitted with --backend slurm")
+    cancel = _command(sub, "cancel", "cancel the Slurm jobs of a study submitted with --backend slurm",
+                      "python -m harness cancel runs/paper-paper")
     _target_args(cancel)
     cancel.set_defaults(func=cmd_cancel)
 
-    report = sub.add_parser("report", help="tables, t-tests and plots of a run directory (or summary stats)",
-                            description="Tables, t-tests and plots of a run directory, with the runs it lacks and "
-                            "why. The run directory is written only where it is writable (its results tables, "
-                            "cached clip-level intervals): a read-only one is reported all the same.")
+    report = _command(sub, "report", "tables, t-tests and plots of a run directory (or summary stats)",
+                      "python -m harness report runs/table2-quick",
+                      "python -m harness report runs/table2-quick --metric psds1 --out /tmp/table2-psds1",
+                      "python -m harness report --summary ablations/published/paper_validation.toml",
+                      description="Tables, t-tests and plots of a run directory, with the runs it lacks and why.\n"
+                      "The run directory is written only where it is writable (its results tables, cached\n"
+                      "clip-level intervals): a read-only one is reported all the same.")
     report.add_argument("run_dir", nargs="?", type=Path, help="runs/<study>")
     report.add_argument("--summary", type=Path, help="a TOML/CSV of published mean, sd, n and comparisons")
     _report_dir_args(report, "the run directory's name (plus -METRIC and -rescore-NAME when given) or the "
@@ -225,18 +197,85 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
     _rescore_parser(sub)
 
-    data = sub.add_parser("data", help="the built-in synthetic corpus and DESED checks")
+    data = _command(sub, "data", "the built-in synthetic corpus and DESED checks",
+                    "python -m harness data synth /tmp/corpus --size tiny",
+                    "python -m harness data check /path/to/DESED")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    synth = data_sub.add_parser("synth", help="generate the synthetic DESED-format corpus")
+    synth = _command(data_sub, "synth", "generate the synthetic DESED-format corpus",
+                     "python -m harness data synth /tmp/corpus --size tiny --seed 0")
     synth.add_argument("out", type=Path)
     synth.add_argument("--size", choices=("tiny", "quick"), default="quick")
     synth.add_argument("--seed", type=flag_type("--seed"), default=0)
     synth.set_defaults(func=cmd_synth)
-    check = data_sub.add_parser("check", help="read a DESED root and print the clips per subset")
+    check = _command(data_sub, "check", "read a DESED root, make the data checks of `run`, print the clips per "
+                     "subset", "python -m harness data check /path/to/DESED --skip-missing")
     check.add_argument("root", type=Path)
     check.add_argument("--skip-missing", action="store_true", help="skip audio files that are missing")
     check.set_defaults(func=cmd_check)
     return parser
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _command(sub, name: str, summary: str, *examples: str, description: str | None = None):
+    """A subcommand whose --help ends with example lines (kept as written: they are commands to copy)."""
+    return sub.add_parser(name, help=summary, description=description or summary[:1].upper() + summary[1:] + ".",
+                          epilog=_examples(*examples), formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _run_parser(sub) -> None:
+    """`run`, its options grouped: what to run, where it runs, seeds and steps, failures, the report."""
+    run = _command(sub, "run", "run an ablation study: shared stages, every job, tables, report",
+                   "python -m harness run ablations/table2.toml --profile quick",
+                   "python -m harness run ablations/table2.toml --profile quick --set train.steps=3000 --jobs 2",
+                   "python -m harness run ablations/paper.toml --data /shared/DESED --backend slurm --gpus-per-job 1",
+                   "python -m harness run ablations/table2.toml --profile quick --until-decided --max-seeds 10")
+    what = run.add_argument_group("what to run")
+    _study_args(what)
+    what.add_argument("--name", help="the run directory's name under --runs (default: <study>-<profile>, plus a "
+                      "digest of the overrides when there are any)")
+    where = run.add_argument_group("where it runs")
+    where.add_argument("--backend", choices=("local", "dask", "slurm", "inprocess"), default="local",
+                       help="local processes (default), a Dask cluster, Slurm (submit and exit), or in this process "
+                       "(debugging)")
+    where.add_argument("--jobs", type=flag_type("--jobs"), default=None,
+                       help="parallel jobs (default: one per CPU core)")
+    where.add_argument("--threads", type=flag_type("--threads"), default=None, help="threads per job (default: 1)")
+    where.add_argument("--jobs-per-gpu", type=flag_type("--jobs-per-gpu"), default=1,
+                       help="jobs sharing one GPU (CUDA only)")
+    where.add_argument("--cluster", choices=("slurm",), help="with --backend dask: start the Dask workers as Slurm "
+                       "jobs (dask-jobqueue), from the [cluster] table and its flags; --jobs workers (default 2)")
+    where.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    where.add_argument("--dask-resources", help="Dask worker resources each job needs, e.g. GPU=1")
+    _cluster_args(run)
+    rounds = run.add_argument_group("seeds and steps decided as the study runs")
+    rounds.add_argument("--until-decided", action="store_true", help="run seeds in rounds; stop adding seeds to a "
+                        "comparison once decided (group-sequential boundary, family error at 0.05)")
+    rounds.add_argument("--max-seeds", type=flag_type("--max-seeds"), default=None,
+                        help="with --until-decided: the last look (default 10)")
+    rounds.add_argument("--looks", default=None, help="with --until-decided: seeds per arm at each look, e.g. "
+                        "3,5,10")
+    rounds.add_argument("--until-converged", action="store_true", help="double train.steps (every variant alike, "
+                        "each budget its own run directory) until every run's validation F1 has converged (the "
+                        "report's rule), up to --max-steps")
+    rounds.add_argument("--max-steps", type=flag_type("--max-steps"), default=None,
+                        help="with --until-converged: the cap on train.steps (default: 8x the study's own)")
+    failures = run.add_argument_group("failures and resuming (the same command resumes a stopped study)")
+    failures.add_argument("--job-timeout", type=flag_type("--job-timeout", float), default=None, metavar="SECONDS",
+                          help="stop an attempt of a job after this long (recorded TimedOut, its checkpoint kept)")
+    failures.add_argument("--retries", type=flag_type("--retries"), default=1,
+                          help="more attempts for a job whose worker died, was preempted or timed out; it resumes "
+                          "from its checkpoint (default 1; never for a job that failed on its own, e.g. a "
+                          "diverged loss)")
+    failures.add_argument("--rerun-failed", action="store_true", help="run jobs that failed before again")
+    failures.add_argument("--force", action="store_true", help="run every job again, finished ones included")
+    report = run.add_argument_group("the report at the end")
+    _report_dir_args(report, "runs/<run>'s name")
+    report.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    report.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
+    run.set_defaults(func=cmd_run)
 
 
 def _report_dir_args(p: argparse.ArgumentParser, name: str) -> None:
@@ -635,8 +674,10 @@ def _fresh_tables(run_dir: Path) -> Iterator[Path | None]:
 
 
 def _rescore_parser(sub) -> None:
-    rescore = sub.add_parser("rescore", help="score a run's saved probabilities again under other post-processing "
-                             "or metric settings, without retraining")
+    rescore = _command(sub, "rescore", "score a run's saved probabilities again under other post-processing or "
+                       "metric settings, without retraining",
+                       "python -m harness rescore runs/table2-quick --set postprocess.threshold=0.4 --name t04",
+                       "python -m harness report runs/table2-quick --rescore t04")
     rescore.add_argument("run_dir", type=Path, help="runs/<run>")
     rescore.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="e.g. --set postprocess.threshold=0.4 --set psds.median_filter=true")
