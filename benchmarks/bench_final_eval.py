@@ -207,14 +207,9 @@ def table(rows: list[dict]) -> str:
 
 def machine() -> str:
     """CPU model and core count (/proc/cpuinfo), load average."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from harness.study.environment import cpu_model
+
+    model = cpu_model()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}; load average {load}"
 

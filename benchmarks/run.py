@@ -38,14 +38,9 @@ def machine() -> dict[str, str]:
     import torch
     from threadpoolctl import threadpool_info
 
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or model
+    from harness.study.environment import cpu_model
+
+    model = cpu_model()
     blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} thr)" for i in threadpool_info())
     return {"cores": str(os.cpu_count()), "cpu": model, "python": platform.python_version(),
             "torch": torch.__version__, "torch threads (default)": str(torch.get_num_threads()),

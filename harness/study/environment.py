@@ -50,7 +50,7 @@ def environment() -> dict:
         "git_dirty": git_commit().endswith("+dirty"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "cpu": cpu_description(),
         "cpu_count": __import__("os").cpu_count(),
         "packages": versions,
@@ -79,10 +79,10 @@ def cpu_features() -> tuple[str, ...]:
 def cpu_description() -> str:
     """The CPU as a result records it, e.g. 'Intel(R) Xeon(R) Processor; torch AVX512; avx2 avx512f'."""
     features = " ".join(cpu_features()) or "features unknown"
-    return f"{_cpu_model()}; torch {torch.backends.cpu.get_cpu_capability()}; {features}"
+    return f"{cpu_model()}; torch {torch.backends.cpu.get_cpu_capability()}; {features}"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
