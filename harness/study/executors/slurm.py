@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -82,20 +83,36 @@ class SlurmState:
 
 
 def states(ids: Sequence[str]) -> dict[str, SlurmState]:
-    """The state of every job of `ids` that Slurm still knows (queued, running, or recently ended)."""
+    """The state of every job of `ids` that Slurm still knows (queued, running, or recently ended).
+
+    Raises:
+        HarnessError: squeue failed three times for another reason than jobs Slurm has forgotten (a busy or
+            unreachable slurmctld): never read as "no job left", which would resubmit or leave running jobs.
+    """
     if not ids:
         return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-t", "all", "-r", "-o", "%i|%T|%r", "-j", ",".join(_base(ids))],
-                             capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise HarnessError(f"squeue: {e}; is Slurm reachable from here?") from e
+    out = _squeue(_base(ids))
     found = {}
-    for line in out.stdout.splitlines():
+    for line in out.splitlines():
         job, _, rest = line.partition("|")
         state, _, reason = rest.partition("|")
         found[job.strip()] = SlurmState(state.strip(), reason.strip())
     return {i: found[i] for i in ids if i in found}
+
+
+def _squeue(base_ids: list[str], tries: int = 3) -> str:
+    """squeue's lines for these job ids; "Invalid job id" (every one forgotten by Slurm) is no job, not an error."""
+    command = ["squeue", "-h", "-t", "all", "-r", "-o", "%i|%T|%r", "-j", ",".join(base_ids)]
+    for attempt in range(tries):
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise HarnessError(f"squeue: {e}; is Slurm reachable from here?") from e
+        if out.returncode == 0 or "invalid job id" in out.stderr.lower():
+            return out.stdout
+        time.sleep(1 + attempt)  # slurmctld busy: its own message says to try again
+    why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+    raise HarnessError(f"squeue failed ({why}); is Slurm reachable from here? Run the command again")
 
 
 def _base(ids: Sequence[str]) -> list[str]:
@@ -106,9 +123,23 @@ ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEU
           "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT")
 
 
-def cancel(ids: Sequence[str]) -> None:
-    if ids:
-        subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=60)
+def cancel(ids: Sequence[str], wait_seconds: float = 30.0) -> None:
+    """scancel `ids` and wait until Slurm holds none of them active (scancel again meanwhile: a busy slurmctld
+    may drop a request).
+
+    Raises:
+        HarnessError: some are still queued or running after `wait_seconds` (named, with what to do).
+    """
+    deadline = time.monotonic() + wait_seconds
+    active = list(ids)
+    while active:
+        subprocess.run(["scancel", *active], capture_output=True, text=True, timeout=60)
+        time.sleep(0.5)
+        known = states(active)
+        active = [i for i in active if i in known and known[i].state in ACTIVE]
+        if active and time.monotonic() > deadline:
+            raise HarnessError(f"Slurm still holds {' '.join(active)} after scancel; run the same cancel command "
+                               f"again, or `scancel {' '.join(active)}`")
 
 
 # --------------------------------------------------------------------------- inside a Slurm job
