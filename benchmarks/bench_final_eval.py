@@ -14,8 +14,15 @@ What is timed, per split (validation, test) and engine (harness.evaluation.psds,
 - PSDS1, PSDS2, intersection F1, collar F1: each metric on that prepared set;
 - "final evaluation": their sum, which is what psds_metrics (harness.study.job._psds) runs;
 - the report's clip bootstrap (bootstrap.psds_intervals, 200 resamples, the four metrics) on the
-  validation split, split into the per-clip deltas (what the engine changes) and the re-weighting of
-  the 200 resamples (the same code for both engines).
+  validation split, split into the per-clip statistics (what the engine changes: sed_scores_eval's
+  deltas, or the fast engine's changes) and the re-weighting of the point and the 200 resamples.
+
+A second table times the same bootstrap before and after its re-weighting was rewritten (fast
+engine both): "before" is the previous implementation, kept as bootstrap._reference_intervals
+(per-clip deltas, then prefix sums of the weighted deltas over every change point and one ROC per
+resample); "after" is psds_intervals (the fast engine's changes, then `weights @ per-clip statistics`
+at the thresholds that can be on a PSD-ROC). "same" compares the intervals exactly (==). Its last
+lines split the gain: the new re-weighting on the old per-clip deltas, then on the changes.
 
 Inputs: bench_eval's realistic reference (0-4 events per clip around the DESED median lengths) and
 noisy scores (jittered boundaries, holes, misses, false alarms), at the quick corpus size (300 clips
@@ -38,7 +45,7 @@ import numpy as np
 
 from benchmarks.bench_eval import make_predictions, make_reference
 from harness.evaluation import bootstrap, fast_psds
-from harness.evaluation.psds import PSDS1, PSDS2, collar_f1, intersection_f1, psds_value, score_set
+from harness.evaluation.psds import PSDS1, PSDS2, collar_f1, intersection_f1, metric_deltas, psds_value, score_set
 
 SIZES = {
     "quick": {"splits": {"validation": 300, "test": 300}, "n_frames": 250, "hop": 0.04},
@@ -48,6 +55,7 @@ ENGINES = ("sed_scores_eval", "fast")
 METRICS = ("PSDS1", "PSDS2", "intersection F1", "collar F1")
 RESAMPLES = 200
 RESULTS = Path(__file__).with_name("RESULTS-eval.md")
+TOTAL = f"**bootstrap {RESAMPLES} (psds_intervals)**"
 
 
 def make_split(n_clips: int, n_frames: int, hop: float, seed: int) -> dict:
@@ -91,20 +99,56 @@ def final_evaluation(split: dict, engine: str, repeats: int) -> dict[str, tuple[
 
 
 def clip_bootstrap(split: dict, engine: str, repeats: int) -> dict[str, tuple[float, float, object]]:
-    """Part -> (wall s, CPU s, value) of psds_intervals on one split: deltas, re-weighting, total."""
+    """Part -> (wall s, CPU s, value) of psds_intervals on one split with one engine: the per-clip
+    statistics, the re-weighting (point and resamples, to the intervals), the whole call."""
     kwargs = {k: split[k] for k in ("frame_probs", "clip_ids", "durations", "reference", "hop_seconds")}
     scored = score_set(**{k: v for k, v in kwargs.items() if k != "hop_seconds"}, hop_seconds=split["hop_seconds"])
-    if engine == "sed_scores_eval":
-        _ = scored.scores
-    deltas = timed(lambda: bootstrap.metric_deltas(scored, bootstrap.PSDS_METRICS, engine=engine), repeats)
-    weights = bootstrap.resample_counts(len(scored.clip_ids), RESAMPLES, np.random.default_rng(0))
-
-    def reweight():
-        return [bootstrap.weighted_metric(scored, deltas[2][name], name, weights) for name in bootstrap.PSDS_METRICS]
-
+    _ = scored.scores if engine == "sed_scores_eval" else scored.fast  # built before: timed in the final evaluation
+    n = len(scored.clip_ids)
+    weights = bootstrap.resample_counts(n, RESAMPLES, np.random.default_rng(0)).astype(float)
+    stats = timed(lambda: bootstrap._metric_statistics(scored, bootstrap.PSDS_METRICS, engine), repeats)
     total = timed(lambda: bootstrap.psds_intervals(**kwargs, rng=np.random.default_rng(0), n_resamples=RESAMPLES,
                                                    engine=engine), repeats)
-    return {"deltas": deltas, "re-weighting": timed(reweight, repeats), "total": total}
+    return {"per-clip statistics": stats, "re-weighting": timed(lambda: _intervals(scored, stats[2], weights), repeats),
+            "total": total}
+
+
+def _intervals(scored, stats: dict, weights: np.ndarray) -> dict:
+    """psds_intervals' re-weighting, from the per-clip statistics of each metric."""
+    ones = np.ones((1, weights.shape[1]))
+    out = {}
+    for name, metric_stats in stats.items():
+        point, replicates = bootstrap._weighted(scored, metric_stats, name, [ones, weights])
+        out[name] = bootstrap.percentile_interval(replicates, point[0], 0.95)
+    return out
+
+
+def bootstrap_before_after(split: dict, repeats: int) -> dict[str, dict[str, tuple[float, float, object]]]:
+    """Part -> {"before", "after", "deltas + new re-weighting"} -> (wall s, CPU s, value) of the fast
+    engine's bootstrap on one split (see the module doc)."""
+    kwargs = {k: split[k] for k in ("frame_probs", "clip_ids", "durations", "reference")}
+    scored = score_set(**kwargs, hop_seconds=split["hop_seconds"])
+    _ = scored.fast
+    weights = bootstrap.resample_counts(len(scored.clip_ids), RESAMPLES, np.random.default_rng(0))
+    deltas = timed(lambda: metric_deltas(scored, bootstrap.PSDS_METRICS), repeats)
+
+    def before_total():
+        fresh = score_set(**kwargs, hop_seconds=split["hop_seconds"])
+        return bootstrap._reference_intervals(fresh, metric_deltas(fresh, bootstrap.PSDS_METRICS), weights)
+
+    def new_on_deltas():
+        clips = bootstrap._Clips.of(scored)
+        stats = {name: bootstrap._Statistics.from_deltas(scored, deltas[2][name], clips)
+                 for name in bootstrap.PSDS_METRICS}
+        return _intervals(scored, stats, weights.astype(float))
+
+    after = clip_bootstrap(split, "fast", repeats)
+    return {
+        "per-clip statistics": {"before": deltas, "after": after["per-clip statistics"]},
+        "re-weighting": {"before": timed(lambda: bootstrap._reference_intervals(scored, deltas[2], weights), repeats),
+                         "after": after["re-weighting"], "deltas + new re-weighting": timed(new_on_deltas, repeats)},
+        "total": {"before": timed(before_total, repeats), "after": after["total"]},
+    }
 
 
 def steps(split: dict, repeats: int) -> list[tuple[str, float]]:
@@ -139,9 +183,10 @@ def steps(split: dict, repeats: int) -> list[tuple[str, float]]:
     ]
 
 
-def run(sizes: list[str], repeats: int) -> list[dict]:
-    """Rows of the table: size, split, part, then per engine wall / CPU seconds, speed-up, same."""
-    rows = []
+def run(sizes: list[str], repeats: int) -> tuple[list[dict], list[dict]]:
+    """Rows of the two tables: size, split, part, then per engine (first table) or before / after the
+    bootstrap's rewrite (second) wall / CPU seconds, speed-up, same."""
+    rows, bootstrap_rows = [], []
     for size in sizes:
         spec = SIZES[size]
         splits = {name: make_split(n, spec["n_frames"], spec["hop"], seed)
@@ -168,16 +213,22 @@ def run(sizes: list[str], repeats: int) -> list[dict]:
         boot = {engine: clip_bootstrap(splits["validation"], engine,
                                        1 if engine == "sed_scores_eval" and size == "desed" else min(repeats, 2))
                 for engine in ENGINES}
-        for part in ("deltas", "re-weighting", "total"):
-            label = f"bootstrap {RESAMPLES}: {part}" if part != "total" else f"**bootstrap {RESAMPLES} (psds_intervals)**"
+        for part in ("per-clip statistics", "re-weighting", "total"):
+            label = f"bootstrap {RESAMPLES}: {part}" if part != "total" else TOTAL
             rows.append(_row(size, "validation", label, boot["sed_scores_eval"][part], boot["fast"][part]))
-        rows[-2]["same"] = _same(boot["sed_scores_eval"]["re-weighting"][2], boot["fast"]["re-weighting"][2])
+        rows[-2]["same"] = boot["sed_scores_eval"]["re-weighting"][2] == boot["fast"]["re-weighting"][2]
         rows[-1]["same"] = boot["sed_scores_eval"]["total"][2] == boot["fast"]["total"][2]
-    return rows
-
-
-def _same(a, b) -> bool:
-    return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b, strict=True))
+        changes = bootstrap_before_after(splits["validation"], 1 if size == "desed" else min(repeats, 2))
+        for part, timings in changes.items():
+            label = f"bootstrap {RESAMPLES}: {part}" if part != "total" else TOTAL
+            before, after = timings["before"], timings["after"]
+            same = None if part == "per-clip statistics" else before[2] == after[2]
+            bootstrap_rows.append(_row(size, "validation", label, before, after, same=same))
+            if "deltas + new re-weighting" in timings:
+                step = timings["deltas + new re-weighting"]
+                bootstrap_rows.append(_row(size, "validation", f"bootstrap {RESAMPLES}: re-weighting, new code on "
+                                           "the deltas", before, step, same=before[2] == step[2]))
+    return rows, bootstrap_rows
 
 
 def _sum(parts: dict) -> tuple[float, float, None]:
@@ -191,10 +242,10 @@ def _row(size: str, split: str, part: str, before: tuple, after: tuple, same: bo
             "after_wall": after[0], "after_cpu": after[1], "same": same}
 
 
-def table(rows: list[dict]) -> str:
-    """The markdown table."""
-    head = ("| size | split | part | sed_scores_eval wall s | fast wall s | speed-up (wall) | "
-            "sed_scores_eval CPU s | fast CPU s | speed-up (CPU) | same numbers |")
+def table(rows: list[dict], before: str = "sed_scores_eval", after: str = "fast") -> str:
+    """A markdown table."""
+    head = (f"| size | split | part | {before} wall s | {after} wall s | speed-up (wall) | "
+            f"{before} CPU s | {after} CPU s | speed-up (CPU) | same numbers |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
         same = {True: "yes", False: "**NO**", None: ""}[r["same"]]
@@ -220,7 +271,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     start = machine()
-    rows = run(args.sizes, args.repeats)
+    rows, bootstrap_rows = run(args.sizes, args.repeats)
     step_lines = ["| size | step (validation split) | CPU s |", "|---|---|---|"]
     for size in args.sizes:
         spec = SIZES[size]
@@ -239,6 +290,12 @@ def main() -> None:
         "10 classes. See the module doc of benchmarks/bench_final_eval.py for what each part contains.",
         "",
         table(rows),
+        "",
+        "The clip bootstrap (fast engine) before and after the rewrite of its re-weighting (module doc; before:",
+        "bootstrap._reference_intervals on the per-clip deltas; DESED size: one run each). The row \"new code on",
+        "the deltas\" is the new re-weighting on the old per-clip deltas: the re-weighting's own gain.",
+        "",
+        table(bootstrap_rows, "before", "after"),
         "",
         "What each change weighs (CPU seconds, best of the repeats): sed_scores_eval's per-clip DataFrames (a),",
         "the runs and events shared by the four metrics (b) against rebuilding them per metric, and the",

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.constants import CLASSES
 from harness.errors import HarnessError
 from harness.records import ArrayEntry, BundleManifest, RecordError, file_checksum, read_record
 
@@ -100,6 +101,11 @@ class Bundle:
         """Reference events of validation or test (filename, onset, offset, event_label)."""
         return pd.read_csv(self.root / f"{subset}_reference.tsv", sep="\t", keep_default_na=False,
                            dtype={"filename": str, "event_label": str})
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The study's classes, the order of every [.., C, ..] array of the bundle and of its scores."""
+        return self.manifest.classes or CLASSES  # a manifest older than recorded classes: DESED's, then the only ones
 
     @property
     def hop_seconds(self) -> float:

@@ -12,6 +12,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import select
 import signal
 import sys
@@ -22,14 +23,10 @@ from typing import Iterator
 
 from harness import __version__
 from harness.errors import HarnessError, Interrupted, disk_full
+from harness.api import CACHE_ENV, default_cache, resolve_study
 from harness.ranges import flag_type
 
-CACHE_ENV = "HARNESS_CACHE"
 EXIT_ELSEWHERE = 3  # `run`: no job failed, but some are running in another process (their lock was held)
-
-
-def default_cache() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "harness")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,26 +173,42 @@ def build_parser() -> argparse.ArgumentParser:
     _target_args(cancel)
     cancel.set_defaults(func=cmd_cancel)
 
-    report = _command(sub, "report", "tables, t-tests and plots of a run directory (or summary stats)",
+    report = _command(sub, "report", "tables, t-tests and plots of a run directory (or summary stats, or runs made "
+                      "elsewhere)",
                       "python -m harness report runs/table2-quick",
                       "python -m harness report runs/table2-quick --metric psds1 --out /tmp/table2-psds1",
                       "python -m harness report --summary ablations/published/paper_validation.toml",
+                      "python -m harness report --results desed_runs.csv --metric psds1 --study desed_beats.toml",
                       description="Tables, t-tests and plots of a run directory, with the runs it lacks and why.\n"
                       "The run directory is written only where it is writable (its results tables, cached\n"
                       "clip-level intervals): a read-only one is reported all the same.")
     report.add_argument("run_dir", nargs="?", type=Path, help="runs/<study>")
     report.add_argument("--summary", type=Path, help="a TOML/CSV of published mean, sd, n and comparisons")
+    report.add_argument("--results", type=Path, metavar="FILE.csv", help="runs made elsewhere, one line per run: "
+                        "variant, seed, metric columns, optional factor columns (docs/report.md)")
+    report.add_argument("--study", type=Path, metavar="STUDY.toml", help="with --results: the comparisons, tables "
+                        "and pairing of this ablation file (default: every pair of variants, unpaired)")
     _report_dir_args(report, "the run directory's name (plus -METRIC and -rescore-NAME when given) or the "
-                     "--summary file's")
+                     "--summary or --results file's")
     report.add_argument("--test", choices=("student", "welch"), default="student", help="t-test of Table 4")
     report.add_argument("--metric", default="f1", help="the metric of Tables 1-4 and the figures: f1 (the paper's "
                         "event F1, default), segment_f1, psds1, psds2, intersection_f1, collar_f1 (both splits) or "
-                        "one column such as val_psds1")
+                        "one column such as val_psds1; with --results, any column of numbers")
     report.add_argument("--rescore", metavar="NAME", help="build on runs/<run>/rescore/NAME (harness rescore)")
     report.add_argument("--cache", type=Path, default=None, help="where the run's shared stages are, for the "
                         f"clip-level bootstrap and PSD-ROC (default: ${CACHE_ENV} or ~/.cache/harness)")
     report.set_defaults(func=cmd_report)
     _rescore_parser(sub)
+
+    reproduce = _command(sub, "reproduce-table", "the paper's Table 4 against the committed reports of the demo's "
+                         "runs: direction, t, p, convergence and whether each comparison reproduces",
+                         "python -m harness reproduce-table --out docs/reproduction.md",
+                         "python -m harness reproduce-table --reports /tmp/reports")
+    reproduce.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR", help="the folder of "
+                           "reports to read: paper-published and table{1,2,3}-quick[-long] (default: reports)")
+    reproduce.add_argument("--out", type=Path, default=None, metavar="FILE.md", help="write the Markdown page "
+                           "there (default: print it)")
+    reproduce.set_defaults(func=cmd_reproduce_table)
 
     data = _command(sub, "data", "the built-in synthetic corpus and DESED checks",
                     "python -m harness data synth /tmp/corpus --size tiny",
@@ -329,13 +342,7 @@ def _target_args(p: argparse.ArgumentParser) -> None:
 
 def _resolved(args, more: tuple[str, ...] = ()):
     """The study of the command line (its --set overrides, then `more`) and the cache directory."""
-    from harness.study.plan import resolve
-    from harness.study.spec import load_study, split_overrides
-
-    spec = load_study(args.file)
-    cache = args.cache or default_cache()
-    texts = [*args.overrides, *more]
-    return resolve(spec, args.profile, cache, split_overrides(texts), args.data, tuple(texts)), cache
+    return resolve_study(args.file, args.profile, [*args.overrides, *more], args.data, args.cache)
 
 
 def cmd_run(args) -> int:
@@ -540,18 +547,26 @@ def _looks(args) -> tuple[int, ...]:
     return looks
 
 
+_PAPER_COLUMNS = {"curriculum": 10, "pseudolabels": 12, "masking": 8, "augmentation": 8}  # name -> width
+
+
 def cmd_plan(args) -> int:
+    from harness.plugins import level_text
     from harness.study.jobfiles import status_of
 
     target = _target(args)
     if args.power:
         return _print_power(target.run_dir, args.metric)
     print(f"{target.title}: {len(target.jobs)} jobs -> {target.run_dir}" + (f" ({target.note})" if target.note else ""))
-    print(f"{'job id':<13} {'phase':<9} {'variant':<16} {'curriculum':<10} {'pseudolabels':<12} "
-          f"{'masking':<8} {'augment':<8} {'l1':>5} {'l2':>5} {'seed':>5}  status")
+    # The paper's four factors, then any other factor of the study (a column each, named by its key).
+    extra = list(dict.fromkeys(k for *_, f, _l1, _l2 in target.jobs for k in f if k not in _PAPER_COLUMNS))
+    widths = {**_PAPER_COLUMNS, **{k: max(len(k), 6) for k in extra}}
+    print(f"{'job id':<13} {'phase':<9} {'variant':<16} "
+          + " ".join(f"{('augment' if k == 'augmentation' else k):<{w}}" for k, w in widths.items())
+          + f" {'l1':>5} {'l2':>5} {'seed':>5}  status")
     for job_id, variant, seed, phase, f, l1, l2 in target.jobs:
-        print(f"{job_id:<13} {phase:<9} {variant:<16} {f.get('curriculum', '?'):<10} {f.get('pseudolabels', '?'):<12} "
-              f"{f.get('masking', '?'):<8} {f.get('augmentation', '?'):<8} {l1!s:>5} {l2!s:>5} "
+        levels = " ".join(f"{level_text(f.get(k, '?')):<{w}}" for k, w in widths.items())
+        print(f"{job_id:<13} {phase:<9} {variant:<16} {levels} {l1!s:>5} {l2!s:>5} "
               f"{seed:>5}  {status_of(target.run_dir, job_id)}")
     return 0
 
@@ -638,12 +653,14 @@ def cmd_cancel(args) -> int:
 def cmd_report(args) -> int:
     from harness.report.build import build_report, build_summary_report
 
+    if args.results is not None or args.study is not None:
+        return _report_external(args)
     if args.summary is not None:
         out = _report_dir(args, args.summary.stem)
         print(f"report: {build_summary_report(args.summary, out, test=args.test)}")
         return 0
     if args.run_dir is None:
-        raise HarnessError("report: give a run directory (runs/<study>) or --summary FILE")
+        raise HarnessError("report: give a run directory (runs/<study>), --summary FILE or --results FILE.csv")
     from harness.study.rundir import read_study_record
 
     read_study_record(args.run_dir)  # a clear error when it is not a run directory
@@ -652,6 +669,34 @@ def cmd_report(args) -> int:
         path = build_report(args.run_dir, _report_dir(args, args.run_dir.name + suffix), test=args.test,
                             metric=args.metric, rescore=args.rescore, cache_dir=args.cache,
                             tables_dir=None if args.rescore else tables_dir)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_reproduce_table(args) -> int:
+    from harness.report.reproduction import write_reproduction
+
+    text = write_reproduction(args.reports, args.out)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        print(f"written: {args.out}")
+    return 0
+
+
+def _report_external(args) -> int:
+    """`report --results FILE.csv [--study STUDY.toml]`: the report of runs made elsewhere."""
+    from harness.report.external import build_external_report
+
+    given = [flag for flag, value in (("a run directory", args.run_dir), ("--summary", args.summary),
+                                      ("--rescore", args.rescore), ("--cache", args.cache)) if value is not None]
+    if args.results is None:
+        raise HarnessError("report: --study goes with --results FILE.csv (a run directory has its own study)")
+    if given:
+        raise HarnessError(f"report --results: {', '.join(given)} cannot go with it (the file holds every number)")
+    suffix = "" if args.metric == "f1" else "-" + re.sub(r"[^A-Za-z0-9_.+-]+", "_", args.metric)
+    path = build_external_report(args.results, _report_dir(args, args.results.stem + suffix), test=args.test,
+                                 metric=args.metric, study_file=args.study)
     print(f"report: {path}")
     return 0
 
@@ -719,17 +764,32 @@ def cmd_check(args) -> int:
 
 
 def _print_counts(root: Path, skip_missing: bool) -> int:
-    from harness.config import DataConfig
-    from harness.constants import CLIP_SECONDS
+    from harness.config import DataConfig, FeatureConfig
     from harness.data.desed import check_audio_against_labels, load_dataset
+    from harness.data.encoder import frames_needed
+    from harness.data.vocabulary import study_classes
 
-    subsets = load_dataset(DataConfig(root=str(root), skip_missing=skip_missing), Path(root))
-    check_audio_against_labels(subsets)  # what `run` checks before any work: data that passes here runs
+    data = DataConfig(root=str(root), skip_missing=skip_missing)
+    classes = study_classes(data, Path(root))  # what `run` derives: the labels of the strong training and weak TSVs
+    subsets = load_dataset(data, Path(root), classes=classes)
+    strong = check_audio_against_labels(subsets)  # what `run` checks before any work: data that passes here runs
+    # Reading every header finds unreadable audio now, with its name, rather than mid-extraction.
+    durations = {name: [c.duration for c in subset.clips] for name, subset in subsets.items()}
+    every = [d for ds in durations.values() for d in ds]
+    longest = max(every, default=0.0)
     for name, subset in subsets.items():
+        if not subset.clips and not subset.tsv.exists():
+            print(f"  {name:<11} absent (no {subset.tsv}): the study has no {name} clips")
+            continue
         n_events = sum(len(c.events or ()) for c in subset.clips)
         extra = f", {n_events} events" if subset.kind == "strong" else ""
-        # Reading every header finds unreadable audio now, with its name, rather than mid-extraction.
-        short = sum(c.duration < CLIP_SECONDS - 1e-3 for c in subset.clips)
+        short = sum(d < longest - 1e-3 for d in durations[name])
         print(f"  {name:<11} {len(subset.clips):>6} clips ({subset.kind}{extra}; {short} shorter than "
-              f"{CLIP_SECONDS:g} s)")
+              f"{longest:g} s)")
+    print(f"  classes     {len(classes)}: {', '.join(classes)}")
+    print(f"  clip length {min(every, default=0.0):.2f} to {longest:.2f} s")
+    longest_strong, hop = max((d for ds in strong.values() for d in ds), default=0.0), FeatureConfig().hop_seconds
+    print(f"  frames      {frames_needed(longest_strong, hop)} of {hop:g} s cover the longest strong clip "
+          f"({longest_strong:.2f} s): features.n_frames >= {frames_needed(longest_strong, hop)} at "
+          f"features.hop_seconds = {hop:g} (seconds / hop, rounded up, at another hop)")
     return 0

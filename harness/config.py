@@ -19,6 +19,8 @@ from typing import Any, Literal, Mapping
 
 from harness import ranges
 from harness.errors import ConfigError
+# The student models' configs live beside the models (torch-free); the LSTM's keeps its old name here too.
+from harness.model.config import CRNNConfig, LSTMConfig, ModelConfig, StudentConfig  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,6 @@ class FeatureConfig:
     fmin: float = 0.0  # lowest mel frequency (Hz)
     fmax: float | None = None  # highest mel frequency (Hz); None = sample_rate / 2
     log_eps: float = 1e-8  # log(mel + eps), so silence stays finite
-
-
-@dataclass(frozen=True)
-class StudentConfig:
-    """The 3-layer unidirectional LSTM student with attention pooling (SPEC 2, Student S)."""
-
-    hidden: int = 256  # LSTM units per layer (h)
-    layers: int = 3  # stacked unidirectional LSTM layers
-    attention: Literal["time", "classes"] = "time"  # "time": softmax over frames; "classes": literal Eq. 1
-    gate_threshold: float = 0.5  # clip gating at inference: frames of class c zeroed where clip_c < this
 
 
 @dataclass(frozen=True)
@@ -106,8 +98,9 @@ class TrainConfig:
     steps: int = 48790  # fixed budget of optimiser steps per trial
     epoch_steps: int | None = None  # None: an epoch is one pass over the clips in use; else a fixed count
     device: str = "auto"  # "auto": CUDA when present, else CPU; or "cpu", "cuda", "cuda:1"
-    # "bf16": the student's LSTM runs under bfloat16 autocast in training steps (CPU and GPU); its heads,
-    # the losses, the optimiser and every evaluation stay float32 (harness.method.train). Changes numbers.
+    # "bf16": the student's LSTM (the CRNN's convs and GRU) run under bfloat16 autocast in training steps (CPU
+    # and GPU); its heads, the losses, the optimiser and every evaluation stay float32 (harness.method.train).
+    # Changes numbers.
     precision: Literal["fp32", "bf16"] = "fp32"
     checkpoint: bool = True  # keep the best epoch's weights in the job directory
     energy_country: str = "USA"  # ISO 3166 alpha-3 code for codecarbon's offline tracker (harness.evaluation.energy)
@@ -137,7 +130,7 @@ class MethodConfig:
     """Everything a student job needs besides its data and its seed."""
 
     features: FeatureConfig = field(default_factory=FeatureConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
+    student: ModelConfig = field(default_factory=StudentConfig)  # student.model chooses its class
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -156,6 +149,9 @@ class DataConfig:
     synth_size: Literal["tiny", "quick"] = "quick"  # size of the synthetic corpus
     synth_seed: int = 0  # seed of the synthetic corpus
     skip_missing: bool = False  # audio files listed but missing: skip them (logged) instead of failing
+    # The study's classes, in the order of every [C] vector; None = the sorted labels of the strong training
+    # and weak TSVs (harness.data.vocabulary). Set it to fix another order or to name classes of no label.
+    classes: tuple[str, ...] | None = None
     # Per-subset overrides of the DESED layout, relative to root (or absolute); None = DESED's names.
     synthetic_tsv: str | None = None
     synthetic_audio: str | None = None
@@ -169,7 +165,8 @@ class DataConfig:
     test_audio: str | None = None
 
 
-# The factors of the ablation grid: name -> (section, field) in MethodConfig, with their levels.
+# The paper's four factors: short name -> (section, field) in MethodConfig. Their descriptions (labels,
+# abbreviations) are registered from these in harness.builtins; any other dotted key is a factor too.
 FACTORS: dict[str, tuple[str, str]] = {
     "curriculum": ("curriculum", "schedule"),
     "pseudolabels": ("loss", "pseudolabels"),
@@ -177,33 +174,108 @@ FACTORS: dict[str, tuple[str, str]] = {
     "augmentation": ("augment", "kind"),
 }
 
-
 def factor_levels(name: str) -> tuple[str, ...]:
-    """The valid levels of a factor, read from the Literal type of its field."""
+    """The valid levels of one of the paper's factors, read from the Literal type of its field."""
     section, attr = FACTORS[name]
     section_cls = _field_types(MethodConfig)[section]
     return typing.get_args(_field_types(section_cls)[attr])
 
 
 def factors_of(config: MethodConfig) -> dict[str, str]:
-    """The factor levels of a config, e.g. {"curriculum": "easier", ...}."""
+    """The paper's four factor levels of a config, e.g. {"curriculum": "easier", ...}."""
     return {name: getattr(getattr(config, sec), attr) for name, (sec, attr) in FACTORS.items()}
 
 
-def with_factors(config: MethodConfig, factors: Mapping[str, str], where: str = "factors") -> MethodConfig:
-    """A copy of `config` with the given factor levels; unknown factors or levels raise ConfigError."""
+def factor_key(name: str) -> str:
+    """The dotted config key a factor sets: a registered factor's (the paper's "masking" -> "loss.masking"),
+    else the name itself."""
+    from harness.plugins import factor_spec
+
+    return factor_spec(name).key
+
+
+def config_value(config: MethodConfig, key: str) -> Any:
+    """The value of a dotted key of a config, e.g. config_value(c, "student.hidden") -> 256."""
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def with_factors(config: MethodConfig, factors: Mapping[str, Any], where: str = "factors") -> MethodConfig:
+    """A copy of `config` with the given factor levels.
+
+    A factor is one of the paper's four short names (curriculum, pseudolabels, masking, augmentation) or
+    any dotted key of the method config ("student.hidden"); its level is checked like a `--set` value.
+
+    Raises:
+        ConfigError: an unknown factor or key (the valid ones listed), or a level of the wrong type.
+    """
+    merged: dict[str, Any] = {}
     for name, level in factors.items():
-        if name not in FACTORS:
-            raise ConfigError(f"{where}: unknown factor {name!r}; valid factors: {', '.join(FACTORS)}")
-        if level not in factor_levels(name):
-            raise ConfigError(
-                f"{where}.{name}: unknown level {level!r}; valid levels: {', '.join(factor_levels(name))}"
-            )
-        section, attr = FACTORS[name]
-        config = dataclasses.replace(
-            config, **{section: dataclasses.replace(getattr(config, section), **{attr: level})}
-        )
-    return config
+        check_factor_key(name, where)
+        if name in FACTORS and level not in factor_levels(name):
+            raise ConfigError(f"{where}.{name}: unknown level {level!r}; valid levels: "
+                              f"{', '.join(factor_levels(name))}")
+        _merge_into(merged, nest(factor_key(name).split("."), level))
+    # One mapping for all: a section reads its keys together (student.model first, then that model's keys).
+    return from_mapping(MethodConfig, merged, where, config) if merged else config
+
+
+def _merge_into(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge_into(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def check_factor_key(name: str, where: str) -> None:
+    """Refuse a name that is no factor: not one of the paper's four, not a dotted key of the method config,
+    or a key that changes no number.
+
+    Raises:
+        ConfigError: naming the key and listing the valid ones.
+    """
+    if name in FACTORS:
+        return
+    if "." not in name:
+        raise ConfigError(f"{where}: unknown key {name!r}: a factor is one of {', '.join(FACTORS)} or a "
+                          f'dotted key of the method config in quotes, e.g. "student.hidden" = [64, 128] '
+                          f"(sections: {', '.join(_field_types(MethodConfig))})")
+    if name in _run_only_fields():
+        raise ConfigError(f"{where}: {name!r} cannot be a factor: it says where or how a job runs and changes "
+                          "no number; set it in [base] or with --set")
+    cls: Any = MethodConfig
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        hints = _section_keys(cls) if dataclasses.is_dataclass(cls) else {}
+        if part not in hints:
+            here = ".".join(parts[:i]) or "the method config"
+            raise ConfigError(f"{where}: unknown key {name!r}: {here} has no {part!r}; valid keys: "
+                              f"{', '.join(hints) or '(none: ' + here + ' is a value)'}")
+        cls = hints[part]
+
+
+def _section_keys(cls: type) -> dict[str, Any]:
+    """A section's keys and types; the student section's are those of every registered model (which apply
+    is known only once student.model is read)."""
+    if not (isinstance(cls, type) and issubclass(cls, ModelConfig)):
+        return _field_types(cls)
+    from harness import plugins
+
+    keys: dict[str, Any] = dict(_field_types(StudentConfig))
+    for name in plugins.models.names():
+        keys.update(_field_types(plugins.models.get(name).config))
+    return keys
+
+
+def _run_only_fields() -> tuple[str, ...]:
+    """Keys that cannot be factors: they say where or how a job runs, never what it computes, so two levels
+    would be two names for the same runs (kept in one place, harness.identity)."""
+    from harness.identity import RUN_ONLY_FIELDS  # identity imports this module
+
+    return RUN_ONLY_FIELDS
 
 
 # --------------------------------------------------------------------------- building from data
@@ -227,18 +299,53 @@ def from_mapping(cls: type, data: Mapping[str, Any], where: str, base: Any = Non
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a table of keys, got {type(data).__name__} {data!r}")
+    if isinstance(cls, type) and issubclass(cls, ModelConfig):
+        cls, base = _model_section(data, where, base)
     base = base if base is not None else cls()
     hints = _field_types(cls)
     unknown = sorted(set(data) - set(hints))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(hints)}"
+            f"{where}: unknown key {unknown[0]!r}; valid keys{_of_model(base)}: {', '.join(hints)}"
         )
     changes = {
         key: _convert(hints[key], value, f"{where}.{key}", getattr(base, key))
         for key, value in data.items()
     }
     return dataclasses.replace(base, **changes)
+
+
+def _model_section(data: Mapping[str, Any], where: str, base: Any) -> tuple[type, Any]:
+    """The config class and starting values of a `student` section: its `model` key is read first.
+
+    A section that names another model than `base`'s starts from that model's defaults (the keys of one
+    model mean nothing to another); one that names none, or the same, goes on from `base`.
+
+    Raises:
+        ConfigError: a model name that is not registered (the known ones are listed).
+    """
+    from harness import plugins  # imported here: the registry's built-ins import this module
+
+    current = base if base is not None else StudentConfig()
+    name = data.get("model", current.model)
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.model: expected the name of a model, got {name!r}; known models: "
+                          f"{', '.join(plugins.models.names())}")
+    spec = plugins.models.get(name, f"{where}.model")
+    if type(current) is not spec.config:
+        current = spec.config()
+    return spec.config, current
+
+
+def _of_model(config: Any) -> str:
+    """" of model 'crnn' (...)" for the unknown-key message of a student section; "" for other sections."""
+    if not isinstance(config, ModelConfig):
+        return ""
+    from harness import plugins
+
+    others = [n for n in plugins.models.names() if n != config.model]
+    return (f" of model {config.model!r} (student.model chooses the model{': also ' if others else ''}"
+            f"{', '.join(others)})")
 
 
 def _convert(hint: Any, value: Any, where: str, current: Any) -> Any:
@@ -336,17 +443,16 @@ def config_hash(*parts: Any, length: int = 12) -> str:
 
 # --------------------------------------------------------------------------- ranges
 
-CLIP_SECONDS = 10.0  # DESED clips; the frame geometry must cover them (see check_method)
-
-
 def check_method(config: MethodConfig, where: str) -> None:
     """Refuse a resolved config no job can run with, naming the key and what to do.
 
     Raises:
-        ConfigError: a value out of range, a file teacher without its file, or a frame geometry
-            (features.n_frames x features.hop_seconds) that does not span a 10-s clip.
+        ConfigError: a value out of range, or a file teacher without its file. Whether the frame geometry
+            (features.n_frames x features.hop_seconds) covers the clips depends on the data: it is checked
+            where the data is read (harness.study.stages.check_against_data).
     """
     ranges.check_fields(config, where)
+    _check_model(config, where)
     precisions = typing.get_args(_field_types(TrainConfig)["precision"])
     if config.train.precision not in precisions:
         raise ConfigError(f"{where}: train.precision = {config.train.precision!r}; choose one of "
@@ -361,11 +467,14 @@ def check_method(config: MethodConfig, where: str) -> None:
                           f"longer than features.n_fft = {features.n_fft}; raise n_fft or shorten the window")
     if config.teacher.source == "file" and not config.teacher.predictions:
         raise ConfigError(f'{where}: teacher.source = "file" needs teacher.predictions = PATH (an .npz of clip_ids, '
-                          'weak [N, 10], strong [N, 10, T]; README "Teacher predictions from a file"), or set '
+                          'weak [N, C], strong [N, C, T]; README "Teacher predictions from a file"), or set '
                           'teacher.source = "train"')
-    span = config.features.n_frames * config.features.hop_seconds
-    if abs(span - CLIP_SECONDS) > config.features.hop_seconds + 1e-9:
-        frames = round(CLIP_SECONDS / config.features.hop_seconds)
-        raise ConfigError(f"{where}: features.n_frames x features.hop_seconds = {config.features.n_frames} x "
-                          f"{config.features.hop_seconds} = {span:g} s, but clips are {CLIP_SECONDS:g} s; set "
-                          f"features.n_frames = {frames} for this hop")
+
+
+def _check_model(config: MethodConfig, where: str) -> None:
+    """The student model's own check of its keys together (e.g. the CRNN's pooling against its blocks)."""
+    from harness import plugins  # imported here: the registry's built-ins import this module
+
+    spec = plugins.models.get(config.student.model, f"{where}: student.model")
+    if spec.check is not None:
+        spec.check(config.student, where)

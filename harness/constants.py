@@ -1,6 +1,7 @@
 """Facts of the DCASE 2019 Task 4 (DESED) task that every stage shares (SPEC section 3)."""
 
-# Fixed class order: index c of every [C] vector and [C, T] matrix in the harness.
+# DESED's classes, sorted: the vocabulary of DESED and of the built-in synthetic corpus, and the default where no
+# study is at hand. A study's own classes are read from its data (harness.data.vocabulary); for DESED they are these.
 CLASSES: tuple[str, ...] = (
     "Alarm_bell_ringing",
     "Blender",

@@ -1,6 +1,6 @@
 """What makes two results the same (SPEC 5c): the content keys of every stage, in one place.
 
-    data     -> TSV bytes and audio contents of every subset (DATA_VERSION)
+    data     -> TSV bytes and audio contents of every subset, and [data] classes when set (DATA_VERSION)
     features -> data's clips + the feature config + n_mels (FEATURES_VERSION)
     teacher  -> its config + seed + data + features config (TEACHER_VERSION), or a predictions file's sha256
     bundle   -> data + features config + teacher (BUNDLE_VERSION)
@@ -52,6 +52,7 @@ RUN_ONLY_FIELDS: tuple[str, ...] = (
 # numbers of the code before them: adding them made no finished job new. Any other value enters the key.
 DEFAULT_OMITTED: dict[str, Any] = {
     "train.precision": "fp32",
+    "student.model": "lstm",  # the paper's LSTM: its jobs keep the ids they had before models were chosen
 }
 
 
@@ -93,13 +94,20 @@ def config_key(config: MethodConfig) -> str:
     return digest(JOB_VERSION, method_identity(config), length=12)
 
 
-def data_key(subsets: Mapping[str, tuple[str, Sequence[tuple[str, str]]]]) -> str:
+def data_key(subsets: Mapping[str, tuple[str, Sequence[tuple[str, str]]]],
+             classes: Sequence[str] | None = None) -> str:
     """The data's identity.
 
     Args:
         subsets: name -> (sha256 of the metadata TSV's bytes, [(clip id, audio digest)] in row order).
+        classes: the study's classes when [data] classes sets them, else None: classes derived from the
+            labels are a function of the TSV bytes already hashed, so they add nothing, and leaving them out
+            keeps every key of data without the setting what it was.
     """
-    return digest(DATA_VERSION, {n: [tsv, [list(c) for c in clips]] for n, (tsv, clips) in subsets.items()})
+    payload = {n: [tsv, [list(c) for c in clips]] for n, (tsv, clips) in subsets.items()}
+    if classes is None:
+        return digest(DATA_VERSION, payload)
+    return digest(DATA_VERSION, payload, {"classes": list(classes)})
 
 
 def feature_key(cfg: FeatureConfig, n_mels: int, clip_digests: Sequence[tuple[str, str]]) -> str:

@@ -58,6 +58,10 @@ METHOD: dict[str, Range] = {
     "features.teacher_mels": AT_LEAST_ONE, "features.fmin": NON_NEGATIVE, "features.fmax": POSITIVE,
     "features.log_eps": POSITIVE,
     "student.hidden": AT_LEAST_ONE, "student.layers": AT_LEAST_ONE, "student.gate_threshold": UNIT,
+    # the CRNN's (harness.config.CRNNConfig); a key the chosen model lacks is skipped
+    "student.cnn_channels": AT_LEAST_ONE, "student.cnn_layers": AT_LEAST_ONE, "student.time_pooling": AT_LEAST_ONE,
+    "student.rnn_hidden": AT_LEAST_ONE, "student.rnn_layers": AT_LEAST_ONE,
+    "student.dropout": Range(0, 1, high_open=True),
     "teacher.n_models": AT_LEAST_ONE, "teacher.channels": AT_LEAST_ONE, "teacher.epochs": AT_LEAST_ONE,
     "teacher.batch_size": AT_LEAST_ONE, "teacher.lr": POSITIVE,
     "loss.lambda1": NON_NEGATIVE, "loss.lambda2": NON_NEGATIVE, "loss.segment_buffer": NON_NEGATIVE,

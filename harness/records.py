@@ -327,12 +327,24 @@ class Budget:
     precision: str = "fp32"
     features_hop: float = 0.02  # seconds between frames (features.hop_seconds)
     n_frames: int = 500  # frames a clip (features.n_frames)
+    # student.model of the base config; hidden and layers are the LSTM's (0 for another model)
+    student_model: str = "lstm"
 
 
 @dataclass(frozen=True)
 class VariantInfo:
     name: str
-    factors: dict[str, str]
+    factors: dict[str, Any]  # factor name -> level: the paper's four, then the study's other factors
+
+
+@dataclass(frozen=True)
+class FactorInfo:
+    """A factor of the study as the report shows it (harness.plugins.FactorSpec, less what only names need)."""
+
+    name: str  # its tidy-table column: the paper's short names, else the dotted config key
+    key: str  # the dotted config key it sets
+    label: str  # the tables' column header
+    level_labels: dict[str, str] = field(default_factory=dict)  # level text (lower case) -> display
 
 
 @dataclass(frozen=True)
@@ -379,6 +391,9 @@ class StudyRecord:
     git_commit: str = "unknown"
     paired: bool = False  # [study] paired: seed s of every variant is paired with seed s of the others
     sequential: dict[str, Any] | None = None  # the --until-decided design (looks, alpha, ...); None: fixed seeds
+    # The factors its variants set, in column order; () in records written before any key could be a factor
+    # (their reports show the paper's four).
+    factors: tuple[FactorInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -392,7 +407,7 @@ class JobRecord:
     profile: str
     phase: Literal["replicate", "tune"]
     teacher_seed: int
-    factors: dict[str, str]
+    factors: dict[str, Any]
     config: dict[str, Any]
     data: dict[str, Any]
     bundle_key: str
@@ -463,6 +478,8 @@ class Result:
     energy_estimate: str | None = None  # how codecarbon got its power figures, e.g. "CPU(Cpu Load) TDP 8 W; RAM()"
     # Where the job read its shared stages (a hint for rescore and the report; a moved cache is found by key).
     bundle_root: str | None = None
+    # The study's factors beyond the paper's four: dotted key -> this job's level (a tidy-table column each).
+    factors: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -560,6 +577,9 @@ class BundleManifest:
     event_frames: dict[str, list[float]]  # "median" / "mean" -> [C] event length in frames
     arrays: dict[str, ArrayEntry]  # name -> file inside the bundle
     features: dict[str, ArrayEntry] = field(default_factory=dict)  # subset -> cached features file
+    # The study's classes, the order of every [C] axis; () in a manifest written before they were recorded
+    # (then DESED's, the only classes a study could have: harness.bundle.Bundle.classes).
+    classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ PER_CLASS_COLUMNS. F1 values are percentages. Both tables are rebuilt from the p
 (runs/<study>/jobs/<job_id>/result.json) at any time, so neither is ever the only copy of a result.
 """
 
+# The paper's four factors keep these columns in every table, so tables of any harness version read alike.
+# A study that varies any other config key (a [grid] or [[variant]] key such as "student.hidden") gets one
+# more column per such factor, named by the dotted key and placed right after these four, holding each
+# run's level as its config holds it (64, 0.001, "crnn"); harness.study.table.results_columns.
 FACTOR_COLUMNS: tuple[str, ...] = ("curriculum", "pseudolabels", "masking", "augmentation")
 
 RESULTS_COLUMNS: tuple[str, ...] = (

@@ -27,7 +27,8 @@ def _example_lines(parser: argparse.ArgumentParser) -> list[str]:
 
 def test_every_command_has_examples_that_parse():
     parsers = list(_parsers(build_parser()))
-    assert len(parsers) == 10  # the program, run, plan, status, cancel, report, rescore, data, synth, check
+    assert len(parsers) == 11  # the program, run, plan, status, cancel, report, rescore, reproduce-table, data,
+    # synth, check
     for parser in parsers:
         lines = _example_lines(parser)
         assert lines, f"{parser.prog}: no example line in its --help"

@@ -8,6 +8,7 @@ import pytest
 from scipy.ndimage import uniform_filter1d
 
 from harness.errors import ConfigError
+from harness.evaluation import bootstrap
 from harness.evaluation.bootstrap import (
     PSDS_METRICS,
     event_f1_interval,
@@ -48,6 +49,95 @@ def _case(seed: int = 0, n: int = 12):
     x = 0.6 * uniform_filter1d(truth.astype(float), 5, axis=2) + rng.uniform(0, 0.45, (n, 3, 1))
     x += uniform_filter1d(rng.normal(0, 0.2, (n, 3, 100)), 5, axis=2)
     return np.clip(x, 0, 1).astype(np.float32), ids, dur, ref
+
+
+def _realistic(seed: int, n: int = 16, n_classes: int = 10, t: int = 250, hop: float = 0.04):
+    """n clips x n_classes x t frames: 0-4 reference events per clip (some clips empty), lengths
+    lognormal around 0.5-5 s; scores of a fair model: jittered boundaries, misses, holes, false
+    alarms, frame noise; a few clips shorter than t frames."""
+    rng = np.random.default_rng(seed)
+    classes = tuple(f"k{c}" for c in range(n_classes))
+    ids = [f"r{i}.wav" for i in range(n)]
+    dur = np.where(np.arange(n) % 5 == 4, (t - 11.5) * hop, t * hop)
+    rows, target = [], np.zeros((n, n_classes, t))
+    for i in range(n):
+        for _ in range(0 if rng.random() < 0.15 else int(rng.integers(1, 5))):
+            c = int(rng.integers(n_classes))
+            length = min(dur[i], (0.5 + 4.5 * c / max(n_classes - 1, 1)) * float(rng.lognormal(0.0, 0.6)))
+            onset = float(rng.uniform(0, dur[i] - length))
+            rows.append((ids[i], round(onset, 3), round(onset + length, 3), classes[c]))
+            if rng.random() < 0.15:  # missed
+                continue
+            a, b = np.clip((np.array([onset, onset + length]) + rng.normal(0, 0.1, 2)) / hop, 0, t).astype(int)
+            target[i, c, a : max(b, a + 1)] = 1.0
+            if b - a > 20 and rng.random() < 0.3:  # a hole
+                hole = int(rng.integers(a + 5, b - 5))
+                target[i, c, hole : hole + int(rng.integers(2, 8))] = 0.0
+    for _ in range(n // 2):  # false alarms
+        a = int(rng.integers(0, t - 10))
+        target[rng.integers(n), rng.integers(n_classes), a : a + int(rng.integers(3, 60))] = 1.0
+    frame = 0.75 * uniform_filter1d(target, 3, axis=2) + 0.1 + rng.normal(0.0, 0.12, target.shape)
+    ref = pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
+    return np.clip(frame, 0, 1).astype(np.float32), ids, dur, ref, hop, classes
+
+
+def _weights(n: int, seed: int) -> np.ndarray:
+    """Bootstrap counts, the all-ones row, and rows drawing one clip only (n times: on such a row a
+    class ROC often has a single eFPR, 0, where the PSDS takes the reference's own steps)."""
+    one_clip = n * np.eye(n)[:: max(n // 6, 1)]
+    draws = resample_counts(n, 37, np.random.default_rng(seed))
+    return np.concatenate([draws, np.ones((1, n)), one_clip]).astype(float)
+
+
+@pytest.mark.parametrize(("seed", "n_classes"), [(0, 10), (1, 10), (2, 3), (3, 1), (4, 10)])
+def test_reweighting_equals_the_reference_bit_for_bit(seed, n_classes):
+    # the re-weighting (weights @ per-clip statistics at the thresholds that can be on an ROC) against
+    # the previous implementation (prefix sums over every change point, one ROC at a time), from the
+    # fast engine's changes and from either engine's deltas
+    frame, ids, dur, ref, hop, classes = _realistic(seed, n_classes=n_classes)
+    scored = score_set(frame, ids, dur, ref, hop_seconds=hop, classes=classes)
+    weights = _weights(len(ids), seed)
+    metrics = [name for name in PSDS_METRICS if name != "psds2" or len(scored.classes) > 1]
+    fast = bootstrap._metric_statistics(scored, metrics, "fast")
+    for engine in ENGINES:
+        deltas = metric_deltas(scored, metrics, engine=engine)
+        for name in metrics:
+            expected = bootstrap._reference_weighted_metric(scored, deltas[name], name, weights)
+            assert np.array_equal(weighted_metric(scored, deltas[name], name, weights), expected, equal_nan=True), name
+            if engine == "fast":
+                got = bootstrap._weighted(scored, fast[name], name, [weights[:5], weights[5:]])
+                assert np.array_equal(np.concatenate(got), expected, equal_nan=True), name
+
+
+def test_single_efpr_rows_are_exercised():
+    # a row drawing one clip only: every class ROC has eFPR 0 only (the clip's FPs alone exceed
+    # e_max), the case where numpy sums the classes pairwise, which the new code leaves to the reference
+    frame, ids, dur, ref, hop, classes = _realistic(0)
+    scored = score_set(frame, ids, dur, ref, hop_seconds=hop, classes=classes)
+    weights = _weights(len(ids), 0)[-3:]
+    stats = bootstrap._ReferenceStats.collect(scored, metric_deltas(scored, ["psds1"])["psds1"])
+    rocs = [bootstrap._reference_class_rocs(stats, name, scored.classes, PSDS1, weights) for name in scored.classes]
+    assert any(len(np.unique(np.concatenate([roc[b][1] for roc in rocs]))) == 1 for b in range(len(weights)))
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_psds_intervals_equal_the_reference_intervals(seed):
+    frame, ids, dur, ref, hop, classes = _realistic(seed, n=24, n_classes=4)
+    scored = score_set(frame, ids, dur, ref, hop_seconds=hop, classes=classes)
+    weights = resample_counts(len(ids), 50, np.random.default_rng(seed))
+    expected = bootstrap._reference_intervals(scored, metric_deltas(scored), weights)
+    for engine in ENGINES:
+        got = psds_intervals(frame, ids, dur, ref, rng=np.random.default_rng(seed), n_resamples=50, hop_seconds=hop,
+                             classes=classes, engine=engine)
+        assert got == expected, engine
+
+
+def test_weights_must_be_non_negative():
+    frame, ids, dur, ref = _case()
+    scored = score_set(frame, ids, dur, ref, hop_seconds=0.1, classes=CLASSES)
+    deltas = metric_deltas(scored, ["psds1"])["psds1"]
+    with pytest.raises(ConfigError, match="non-negative"):
+        weighted_metric(scored, deltas, "psds1", -np.ones((1, len(ids))))
 
 
 def test_resample_counts_are_seeded_draws_of_n_out_of_n():
@@ -101,6 +191,10 @@ def test_a_resample_equals_sed_scores_eval_on_the_resampled_clips():
         for name in PSDS_METRICS:
             value = weighted_metric(scored, deltas[name], name, w[None, :])[0]
             assert value == pytest.approx(direct[name], abs=1e-12), (engine, name)
+    fast = bootstrap._metric_statistics(scored, PSDS_METRICS, "fast")  # the fast engine's changes (psds_intervals)
+    for name in PSDS_METRICS:
+        value = bootstrap._weighted(scored, fast[name], name, [w[None, :].astype(float)])[0][0]
+        assert value == pytest.approx(direct[name], abs=1e-12), name
 
 
 def test_psds_intervals_are_seeded_and_bracket_the_point():

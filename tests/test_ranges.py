@@ -10,7 +10,7 @@ import typing
 
 import pytest
 
-from harness import ranges
+from harness import plugins, ranges
 from harness.cli import build_parser
 from harness.config import DataConfig, MethodConfig, check_method, from_mapping, nest, parse_override
 from harness.errors import ConfigError
@@ -34,6 +34,8 @@ def test_every_numeric_config_field_has_a_range():
     wanted = set()
     for section, hint in typing.get_type_hints(MethodConfig).items():
         wanted |= _numeric_fields(hint, section)
+    for model in plugins.models:  # the student section holds the chosen model's keys: every model's
+        wanted |= _numeric_fields(plugins.models.get(model).config, "student")
     wanted |= _numeric_fields(DataConfig, "data")
     assert wanted == set(ranges.METHOD)
     assert {k.split(".")[1] for k in _numeric_fields(ClusterConfig, "cluster")} == set(ranges.CLUSTER)

@@ -20,7 +20,7 @@ import pandas as pd
 import soundfile as sf
 
 from harness.config import DataConfig
-from harness.constants import CLASS_INDEX, CLASSES, SUBSETS
+from harness.constants import CLASSES, SUBSETS
 from harness.errors import DataError, not_a_file
 
 log = logging.getLogger("harness.data")
@@ -43,6 +43,8 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
 }
 
 REFERENCE_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label")
+# Subsets a dataset may lack: without its TSV at DESED's path (and no data.<name>_tsv), one loads empty.
+OPTIONAL_SUBSETS: tuple[str, ...] = ("weak", "unlabeled")
 _MAX_LISTED = 5  # missing files named in an error message
 # How to skip missing files, for every command that can meet them (`data check` has no [data] table).
 SKIP_MISSING_HINT = ("`harness run`/`plan`/`status`: --set data.skip_missing=true (or skip_missing = true in the "
@@ -206,11 +208,34 @@ def _check_filename(tsv: Path, line_no: int, filename: str) -> None:
         raise DataError(f"{tsv}, line {line_no}: empty filename")
 
 
-def _check_label(tsv: Path, line_no: int, label: str) -> None:
-    if label not in CLASS_INDEX:
-        raise DataError(
-            f"{tsv}, line {line_no}: unknown class {label!r}; valid classes: {', '.join(CLASSES)}"
-        )
+@dataclass(frozen=True)
+class LabelCheck:
+    """The classes every label of a TSV must be among, checked row by row so an error names the line.
+
+    Attributes:
+        classes: the vocabulary; None accepts any label (to read the labels the vocabulary is derived from).
+        fix: what to do about a label outside it (where the classes come from).
+    """
+
+    classes: tuple[str, ...] | None
+    fix: str = ""
+
+    def __call__(self, tsv: Path, line_no: int, label: str) -> None:
+        if self.classes is not None and label not in self.classes:
+            fix = f"; {self.fix}" if self.fix else ""
+            raise DataError(
+                f"{tsv}, line {line_no}: unknown class {label!r}; valid classes: {', '.join(self.classes)}{fix}"
+            )
+
+
+def label_check(data: DataConfig, classes: Sequence[str] | None = None) -> LabelCheck:
+    """The check of a study's labels: against `classes`, else data.classes, else DESED's classes."""
+    if data.classes is not None:
+        return LabelCheck(tuple(data.classes), "correct the label, or add it to [data] classes")
+    if classes is None:
+        return LabelCheck(CLASSES, "correct the label (DESED's classes)")
+    return LabelCheck(tuple(classes), "correct the label; the classes are the labels of the strong training "
+                                      "TSV and the weak TSV, or [data] classes when it is set")
 
 
 def _parse_time(tsv: Path, line_no: int, column: str, text: str) -> float:
@@ -223,7 +248,7 @@ def _parse_time(tsv: Path, line_no: int, column: str, text: str) -> float:
     return value
 
 
-def _parse_strong(tsv: Path, rows: list[tuple[int, list[str]]]) -> dict[str, list[Event]]:
+def _parse_strong(tsv: Path, rows: list[tuple[int, list[str]]], check: LabelCheck) -> dict[str, list[Event]]:
     """filename -> its events; an all-empty onset/offset/event_label row is a clip without events."""
     events: dict[str, list[Event]] = {}
     for line_no, (filename, onset, offset, label) in rows:
@@ -236,7 +261,7 @@ def _parse_strong(tsv: Path, rows: list[tuple[int, list[str]]]) -> dict[str, lis
                 f"{tsv}, line {line_no}: onset, offset and event_label must be all set or all empty "
                 f"(a clip without events), got {onset!r}, {offset!r}, {label!r}"
             )
-        _check_label(tsv, line_no, label)
+        check(tsv, line_no, label)
         start = _parse_time(tsv, line_no, "onset", onset)
         end = _parse_time(tsv, line_no, "offset", offset)
         if start >= end:
@@ -245,14 +270,14 @@ def _parse_strong(tsv: Path, rows: list[tuple[int, list[str]]]) -> dict[str, lis
     return events
 
 
-def _parse_weak(tsv: Path, rows: list[tuple[int, list[str]]]) -> dict[str, set[str]]:
+def _parse_weak(tsv: Path, rows: list[tuple[int, list[str]]], check: LabelCheck) -> dict[str, set[str]]:
     """filename -> its labels, from the comma-separated `event_labels` column."""
     labels: dict[str, set[str]] = {}
     for line_no, (filename, text) in rows:
         _check_filename(tsv, line_no, filename)
         names = {name.strip() for name in text.split(",") if name.strip()}
         for name in sorted(names):
-            _check_label(tsv, line_no, name)
+            check(tsv, line_no, name)
         labels.setdefault(filename, set()).update(names)
     return labels
 
@@ -333,28 +358,61 @@ def check_audio_against_labels(subsets: dict[str, Subset]) -> dict[str, list[flo
 # --------------------------------------------------------------------------- loading
 
 
-def load_subset(data: DataConfig, name: str, root: Path | str | None = None) -> Subset:
+def load_subset(data: DataConfig, name: str, root: Path | str | None = None,
+                classes: Sequence[str] | None = None) -> Subset:
     """Read one subset (one of SUBSETS) of a DESED root.
 
     Args:
-        data: the study's data config (overrides of the layout, skip_missing).
+        data: the study's data config (overrides of the layout, skip_missing, classes).
         name: "synthetic", "weak", "unlabeled", "validation" or "test".
         root: the DESED root; None = data.root.
+        classes: the vocabulary its labels must be among: data.classes when set, else these, else DESED's
+            classes (`load_dataset` passes the study's, harness.data.vocabulary).
 
     Raises:
-        DataError: a missing root, TSV or audio file, or a malformed TSV row (path and line named).
+        DataError: a missing root, TSV or audio file, or a malformed TSV row or a label outside the classes
+            (path and line named).
     """
     root = _root_of(data, root)
     kind, tsv, audio_dir = subset_paths(data, name, root)
     rows = _read_rows(tsv, kind)
-    strong = _parse_strong(tsv, rows) if kind == "strong" else None
-    weak = _parse_weak(tsv, rows) if kind == "weak" else None
+    check = label_check(data, classes)
+    strong = _parse_strong(tsv, rows, check) if kind == "strong" else None
+    weak = _parse_weak(tsv, rows, check) if kind == "weak" else None
     order = list(dict.fromkeys(row[0] for _, row in rows))
     for line_no, row in rows:
         _check_filename(tsv, line_no, row[0])
     present = _present_files(name, tsv, audio_dir, order, data.skip_missing)
     clips = tuple(_make_clip(f, audio_dir, strong, weak) for f in present)
     return Subset(name=name, kind=kind, clips=clips, tsv=tsv, audio_dir=audio_dir)
+
+
+def subset_absent(data: DataConfig, name: str, root: Path) -> bool:
+    """Whether `name` is an optional subset this dataset lacks: no TSV at DESED's path and no data.<name>_tsv
+    (an override names a file the user means to have: when it is missing, loading it is an error)."""
+    if name not in OPTIONAL_SUBSETS or getattr(data, f"{name}_tsv") is not None:
+        return False
+    return not (Path(root) / LAYOUT[name][1]).exists()
+
+
+def empty_subset(data: DataConfig, name: str, root: Path) -> Subset:
+    """An absent optional subset, as a subset of no clips (its TSV and audio paths where DESED has them)."""
+    kind, tsv, audio_dir = subset_paths(data, name, root)
+    return Subset(name=name, kind=kind, clips=(), tsv=tsv, audio_dir=audio_dir)
+
+
+def subset_labels(data: DataConfig, name: str, root: Path) -> set[str]:
+    """Every label of a strong or weak subset's TSV, read without a vocabulary (none for an absent one)."""
+    if subset_absent(data, name, root):
+        return set()
+    kind, tsv, _ = subset_paths(data, name, root)
+    rows = _read_rows(tsv, kind)
+    anything = LabelCheck(None)
+    if kind == "strong":
+        return {ev.label for events in _parse_strong(tsv, rows, anything).values() for ev in events}
+    if kind == "weak":
+        return set().union(*_parse_weak(tsv, rows, anything).values())
+    return set()
 
 
 def _make_clip(
@@ -372,7 +430,21 @@ def _make_clip(
 
 
 def load_dataset(
-    data: DataConfig, root: Path | str | None = None, subsets: Iterable[str] = SUBSETS
+    data: DataConfig, root: Path | str | None = None, subsets: Iterable[str] = SUBSETS,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Subset]:
-    """Read several subsets of a DESED root: {name: Subset}, in the order given."""
-    return {name: load_subset(data, name, root) for name in subsets}
+    """Read several subsets of a DESED root: {name: Subset}, in the order given.
+
+    An optional subset the dataset lacks (OPTIONAL_SUBSETS, see `subset_absent`) is empty. Labels are checked
+    against `classes`, by default the study's (harness.data.vocabulary.study_classes), which are derived from
+    the strong training TSV: a read without that subset (e.g. validation alone) checks against
+    data.classes or DESED's classes, as `load_subset` does.
+    """
+    subsets = tuple(subsets)
+    root = _root_of(data, root)
+    if classes is None and "synthetic" in subsets:
+        from harness.data.vocabulary import study_classes  # it reads TSVs with this module's parsers
+
+        classes = study_classes(data, root)
+    return {name: empty_subset(data, name, root) if subset_absent(data, name, root)
+            else load_subset(data, name, root, classes) for name in subsets}

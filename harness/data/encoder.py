@@ -21,6 +21,12 @@ from harness.errors import DataError
 _ROUND_TOL = 1e-6
 
 
+def frames_needed(seconds: float, hop_seconds: float) -> int:
+    """The frames of `hop_seconds` that cover `seconds`: features.n_frames for clips of that length (float noise
+    such as 10 / 0.02 = 500.00000000000006 kept from adding a frame)."""
+    return max(1, math.ceil(seconds / hop_seconds - _ROUND_TOL))
+
+
 @dataclass(frozen=True)
 class LabelEncoder:
     """Encodes events and clip labels as [C, T] / [C] targets and decodes binary activity to events.

@@ -84,6 +84,25 @@ class ClassDeltas:
 
 
 MetricDeltas = dict[str, ClassDeltas]  # class -> its deltas
+
+
+@dataclass(frozen=True)
+class ClassChanges:
+    """One class's per-clip changes of each statistic, not netted: the entries the deltas are made of.
+
+    Summed per clip over the entries of rank >= r, they give that clip's statistic at the threshold
+    thresholds[r], exactly as sed_scores_eval's per-clip deltas summed over the change points scored
+    >= thresholds[r] do (the deltas are these entries netted per clip and score). Nothing is sorted.
+
+    Attributes:
+        thresholds: [U] the class's distinct scores, ascending, float64.
+        values: statistic ("tps", "fps", "cts" or "cts\\\\<class>") -> its changes in pieces, each
+            ([K] int64 clip index, [K] int64 rank in thresholds, [K] float64 integer change), in no
+            particular order (the detections' piece of "fps" is shared by the metrics of a Context).
+    """
+
+    thresholds: np.ndarray
+    values: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 # class -> ([U + 1] ascending thresholds then +inf, statistic -> [U + 1] its value over all clips)
 ClassStats = dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]
 
@@ -401,6 +420,16 @@ class Context:
         return {name: self._collect(name, self._collar(name, onset_collar, offset_collar, offset_collar_rate))
                 for name in self.scored.classes}
 
+    def intersection_changes(self, dtc: float, gtc: float, cttc: float | None) -> dict[str, ClassChanges]:
+        """intersection_deltas before netting per clip and score (the clip bootstrap's input)."""
+        return {name: self._changes(name, self._intersection(name, dtc, gtc, cttc)) for name in self.scored.classes}
+
+    def collar_changes(self, onset_collar: float, offset_collar: float,
+                       offset_collar_rate: float) -> dict[str, ClassChanges]:
+        """collar_deltas before netting per clip and score (the clip bootstrap's input)."""
+        return {name: self._changes(name, self._collar(name, onset_collar, offset_collar, offset_collar_rate))
+                for name in self.scored.classes}
+
     # -- intersection-based
 
     def _intersection(self, name: str, dtc: float, gtc: float, cttc: float | None) -> _Parts:
@@ -593,6 +622,16 @@ class Context:
                 per_score += detections
             stats[key] = np.concatenate([np.cumsum(per_score[::-1])[::-1], [0.0]])  # integers: exact
         return np.append(unique, np.inf), stats
+
+    def _changes(self, name: str, parts: _Parts) -> ClassChanges:
+        """The entries of every clip (computed or shortcut) as they are: `_collect` without netting."""
+        e_clip, _, e_rank, e_change = self._extrema(name)
+        values = {}
+        for key, entries in parts.entries.items():
+            pieces = [*entries, (e_clip, e_rank, e_change)] if key in parts.with_detections else list(entries)
+            values[key] = [(np.asarray(c, np.int64), np.asarray(r, np.int64), np.asarray(v, np.float64))
+                           for c, r, v in pieces]
+        return ClassChanges(self.uniques[self.scored.classes.index(name)], values)
 
     def _collect(self, name: str, parts: _Parts) -> ClassDeltas:
         """Per-clip deltas in sed_scores_eval's order: the computed clips' non-zero changes per

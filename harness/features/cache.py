@@ -96,6 +96,7 @@ def extract(
     cache_dir: Path,
     subset: str,
     jobs: int = 2,
+    allow_empty: bool = False,
 ) -> FeatureSet:
     """Log-mel features of a subset's clips, read from the cache or computed and cached.
 
@@ -106,17 +107,19 @@ def extract(
         cache_dir: the study's cache directory; features go to its `features/` folder.
         subset: the subset's name, used in file names and log messages.
         jobs: worker processes for extraction (and threads for hashing audio).
+        allow_empty: no clips give an empty [0, n_frames, n_mels] set (a dataset without weak or unlabeled
+            clips) instead of an error.
 
     Returns:
         The FeatureSet, its features memory-mapped read-only from the cache.
 
     Raises:
-        DataError: no clips, a clip listed twice, or an audio file missing, corrupt or unreadable
-            (the message names it); nothing is left in the cache for this key.
+        DataError: no clips (unless allow_empty), a clip listed twice, or an audio file missing, corrupt or
+            unreadable (the message names it); nothing is left in the cache for this key.
         ConfigError: a subset name unfit for a file name, or a feature config that cannot give features.
     """
     clips = [(str(clip_id), Path(path)) for clip_id, path in clips]
-    if not clips:
+    if not clips and not allow_empty:
         raise DataError(f"features: subset {subset!r} has no clips to extract; check its metadata TSV")
     if not _SUBSET_NAME.match(subset):
         raise ConfigError(f"features: subset name {subset!r} must use only letters, digits, '_', '-' and '.'")
@@ -255,7 +258,7 @@ def _compute(
     with atomic_file(path) as tmp:  # flushed to disk and renamed once the sidecar is written
         shape = (len(clips), cfg.n_frames, n_mels)
         blank = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        data_offset, row_bytes = blank.offset, blank[0].nbytes
+        data_offset, row_bytes = blank.offset, blank.strides[0]  # strides: an empty set has no row 0
         del blank  # created at full size (header, then the rows); workers write into it
         if parts:  # computed by stage tasks (compute_part): copied in, row order kept
             _copy_parts(tmp, data_offset, parts)

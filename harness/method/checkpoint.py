@@ -59,7 +59,7 @@ class TrainState:
     step: int  # optimiser steps done
     generation: int  # current curriculum generation (0 before the first epoch)
     selected: np.ndarray  # [K] int64 indices of U in use this generation
-    model: dict[str, torch.Tensor]  # Student.state_dict()
+    model: dict[str, torch.Tensor]  # the student model's state_dict()
     optimiser: dict[str, Any]  # Adam.state_dict()
     rng_torch: torch.Tensor  # torch.get_rng_state()
     rng_cuda: list[torch.Tensor]  # [torch.cuda.get_rng_state(device)] of the training GPU; [] on CPU
@@ -68,7 +68,7 @@ class TrainState:
     epochs: tuple[dict[str, Any], ...]  # the per-epoch log so far, EpochRecord fields as dicts
     best_epoch: int  # 0 before the first epoch
     best_val_f1: float  # -1 before the first epoch
-    best_model: dict[str, torch.Tensor] | None  # the best epoch's Student.state_dict()
+    best_model: dict[str, torch.Tensor] | None  # the best epoch's student state_dict()
     position: EpochPosition | None = None  # None: taken at the end of epoch `epoch`
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from harness import plugins
 from harness.config import MethodConfig
 from harness.errors import ConfigError, JobStopped
 from harness.evaluation.metrics import EventScores, SegmentScores, event_based, segment_based
@@ -30,7 +31,6 @@ from harness.method.checkpoint import (EpochPosition, TrainState, fingerprint, l
                                        remove_partial_writes, save_checkpoint)
 from harness.method.curriculum import difficulty, generation_of, needs_difficulty, select_unlabeled
 from harness.method.losses import Batch, check_finite, loss_terms
-from harness.model.student import Student
 from harness.bundle import Bundle
 
 log = logging.getLogger("harness.train")
@@ -129,7 +129,7 @@ class EpochRecord:
 class TrainOutcome:
     """What training leaves: the best epoch's weights and the log of every epoch."""
 
-    model: Student
+    model: torch.nn.Module  # the student (harness.plugins.models): features -> (frame, clip)
     best_epoch: int
     best_val_f1: float
     steps: int
@@ -187,7 +187,8 @@ def train_student(
     rng = np.random.default_rng(seed)
     aug_gen = torch.Generator().manual_seed(seed)
     pool = Pool.from_bundle(bundle)
-    model = Student(pool.features["synthetic"].shape[2], config.student).to(device)
+    spec = plugins.models.get(config.student.model, "student.model")  # the LSTM, the CRNN or a plugin's
+    model = spec.build(config.student, pool.features["synthetic"].shape[2], len(bundle.classes)).to(device)
     tc = config.train
     optimiser = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tc.betas)
     median_frames = torch.as_tensor(bundle.event_frames["median"], dtype=torch.float32)
@@ -246,7 +247,7 @@ class _Loop:
 class _Checkpointer:
     """Saves and restores the whole state of one train_student call (harness.method.checkpoint)."""
 
-    def __init__(self, path: Path, seconds: float, fingerprint: str, device: torch.device, model: Student,
+    def __init__(self, path: Path, seconds: float, fingerprint: str, device: torch.device, model: torch.nn.Module,
                  optimiser: torch.optim.Optimizer, rng: np.random.Generator, aug_gen: torch.Generator,
                  outcome: TrainOutcome, loop: _Loop) -> None:
         self.path, self.seconds, self.fingerprint, self.device = path, seconds, fingerprint, device
@@ -308,9 +309,11 @@ class _Checkpointer:
         return state.position
 
 
-def _select(model: Student, pool: Pool, config: MethodConfig, generation: int, device: torch.device
+def _select(model: torch.nn.Module, pool: Pool, config: MethodConfig, generation: int, device: torch.device
             ) -> np.ndarray:
     """Indices of U in use this generation; scores difficulty with the current student only when needed."""
+    if pool.size("unlabeled") == 0:  # a dataset without unlabeled clips: nothing to select or score
+        return np.empty(0, np.int64)
     mu = None
     if needs_difficulty(generation, config.curriculum):
         _, student_weak = predict(model, pool.features["unlabeled"], pool.mean, pool.std, device)
@@ -352,7 +355,7 @@ def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, ou
             # The masks are drawn on the CPU (its generator); only they, not the batch, cross to the device.
             x = spec_augment(x, batch.weak.cpu(), config.augment, median_frames, aug_gen)
         with autocast(tc.precision, device):
-            frame, clip = model(x)  # float32 outputs in either precision (harness.model.student)
+            frame, clip = model(x)  # float32 outputs in either precision (harness.plugins.ModelSpec)
         terms = loss_terms(frame, clip, batch, config.loss)
         check_finite(terms, epoch, outcome.steps + 1)
         total = terms.weak + terms.strong + terms.unlabeled
@@ -371,7 +374,7 @@ def _run_epoch(model, optimiser, pool, items, config, median_frames, aug_gen, ou
 
 
 @torch.no_grad()
-def predict(model: Student, features: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device,
+def predict(model: torch.nn.Module, features: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device,
             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Frame [N, C, T] and clip [N, C] probabilities of `model` on un-normalised features [N, T, F]."""
     was_training = model.training
@@ -386,7 +389,7 @@ def predict(model: Student, features: np.ndarray, mean: np.ndarray, std: np.ndar
     return np.concatenate(frames), np.concatenate(clips)
 
 
-def evaluate(model: Student, bundle: Bundle, subset: str, config: MethodConfig, device: torch.device
+def evaluate(model: torch.nn.Module, bundle: Bundle, subset: str, config: MethodConfig, device: torch.device
              ) -> Evaluation:
     """Post-processed events and event/segment F1 of `model` on validation or test."""
     mean, std = bundle.norm
@@ -401,9 +404,10 @@ def score(frame: np.ndarray, clip: np.ndarray, bundle: Bundle, subset: str, conf
                              config.postprocess.window_fraction)
     # The bundle's frame hop, from the config it was built with: events at the right seconds at any hop.
     events = postprocess(frame, clip, ids, windows, config.postprocess, config.student.gate_threshold,
-                         hop_seconds=bundle.hop_seconds, durations=bundle.durations(subset))
+                         hop_seconds=bundle.hop_seconds, classes=bundle.classes, durations=bundle.durations(subset))
     reference = bundle.reference(subset)
     ev = event_based(reference, events, ids, config.eval.t_collar, config.eval.percentage_of_length,
-                     config.eval.evaluator)
-    seg = segment_based(reference, events, ids, config.eval.segment_seconds, config.eval.evaluator)
+                     config.eval.evaluator, classes=bundle.classes)
+    seg = segment_based(reference, events, ids, config.eval.segment_seconds, config.eval.evaluator,
+                        classes=bundle.classes)
     return Evaluation(events=ev, segments=seg, predictions=events, frame=frame, clip=clip)

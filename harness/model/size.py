@@ -32,7 +32,7 @@ class ModelSize:
     """Size of one student."""
 
     params: int  # trainable parameters
-    macs_per_frame: int  # multiply-accumulates per input frame
+    macs_per_frame: int  # multiply-accumulates per input frame (a model that pools time: per clip / n_frames, rounded)
     macs_per_clip: int  # per clip of n_frames frames (a 10-s clip at the config's hop)
     n_frames: int
 
@@ -60,8 +60,19 @@ def student_size(student: StudentConfig, features: FeatureConfig = FeatureConfig
         features: student_mels (F, the input width) and n_frames (frames of a 10-s clip).
         n_classes: C.
     """
-    f, h, c = features.student_mels, student.hidden, n_classes
+    return lstm_size(student, features.student_mels, n_classes, features.n_frames)
+
+
+def lstm_size(student: StudentConfig, n_mels: int, n_classes: int, n_frames: int) -> ModelSize:
+    """Parameters and MACs of the LSTM student (the "lstm" model's size in harness.plugins.models).
+
+    Args:
+        student: hidden units h and layers.
+        n_mels: F, the input width.
+        n_classes: C.
+        n_frames: frames of a 10-s clip.
+    """
+    f, h, c = n_mels, student.hidden, n_classes
     params = lstm_params(f, h, student.layers) + 2 * (h * c + c)
     per_frame = lstm_macs_per_frame(f, h, student.layers) + 2 * h * c + c
-    return ModelSize(params=params, macs_per_frame=per_frame, macs_per_clip=per_frame * features.n_frames,
-                     n_frames=features.n_frames)
+    return ModelSize(params=params, macs_per_frame=per_frame, macs_per_clip=per_frame * n_frames, n_frames=n_frames)

@@ -4,6 +4,8 @@ Entry points for the CLI:
 - `build_report(run_dir, out_dir, test)`: `python -m harness report runs/<study>` (and the end of
   `harness run`).
 - `build_summary_report(summary_file, out_dir, test)`: `python -m harness report --summary FILE`.
+- `python -m harness report --results FILE.csv` (runs made elsewhere) is harness.report.external's, built from
+  the same sections (`_variant_table_blocks`, `_comparison_blocks`, `_figure_blocks`).
 
 The document is first a list of blocks (heading, paragraph, table, figure), rendered once to Markdown
 and once to HTML, so the two never disagree. The generation time appears only in the footer; the
@@ -25,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from harness import __version__
-from harness.constants import CLASSES
 from harness.errors import DataError, full_disk_named
 from harness.records import RescoreRecord, StudyRecord, to_data
 from harness.schema import ROW_IDENTITY_COLUMNS
@@ -159,8 +160,10 @@ def _header(record: StudyRecord, n_results: int, metric: tables.MetricChoice | N
     overrides = ", ".join(f"`--set {o}`" for o in r.overrides) or "none"
     teacher = (f"{b.teacher_models} CNNs of width {b.teacher_channels}" if b.teacher_source == "train"
                else "predictions from a file")
-    return (f"Profile: {r.profile}; overrides: {overrides}; budget: {b.steps:,} steps a run, student h = {b.hidden} "
-            f"({b.layers} layers, {b.precision} training steps), frames: {b.n_frames} of {b.features_hop * 1000:g} ms, "
+    student = (f"student h = {b.hidden} ({b.layers} layers" if b.student_model == "lstm"
+               else f"student {b.student_model} (see each run's config")
+    return (f"Profile: {r.profile}; overrides: {overrides}; budget: {b.steps:,} steps a run, {student}, "
+            f"{b.precision} training steps), frames: {b.n_frames} of {b.features_hop * 1000:g} ms, "
             f"teacher: {teacher}; data: {r.data_root} (digest {r.data_digest}); seeds "
             f"{', '.join(map(str, record.seeds))}; harness commit {record.git_commit}; {n_results} finished runs. "
             + _metric_sentence(metric) + _rescore_sentence(rescore))
@@ -244,20 +247,23 @@ def _convergence(run_dir: Path, results: pd.DataFrame) -> dict[str, convergence.
     return verdicts
 
 
-def _per_class_matrix(per_class: pd.DataFrame, variants: Sequence[str], split: str) -> tuple[list[str], np.ndarray]:
-    """Rows: variants with per-class results; columns: CLASSES. Mean F1 (%) over runs."""
+def _per_class_matrix(per_class: pd.DataFrame, variants: Sequence[str], split: str
+                      ) -> tuple[list[str], list[str], np.ndarray]:
+    """Rows: variants with per-class results; columns: the study's classes, as the per-class table first lists
+    them (the results record them in the study's order). Mean F1 (%) over runs."""
     if per_class.empty:
-        return [], np.empty((0, len(CLASSES)))
+        return [], [], np.empty((0, 0))
+    classes = [str(c) for c in dict.fromkeys(per_class["event_label"])]
     of_split = per_class[per_class["split"] == split]
     rows = [v for v in variants if (of_split["variant"] == v).any()]
-    matrix = np.full((len(rows), len(CLASSES)), np.nan)
+    matrix = np.full((len(rows), len(classes)), np.nan)
     for i, v in enumerate(rows):
         sub = of_split[of_split["variant"] == v]
         means = sub.groupby("event_label")["f1"].mean()
-        for j, c in enumerate(CLASSES):
+        for j, c in enumerate(classes):
             if c in means.index:
                 matrix[i, j] = float(means[c])
-    return rows, matrix
+    return rows, classes, matrix
 
 
 # ---------------------------------------------------------------- rendering
@@ -294,7 +300,7 @@ def _html(blocks: Sequence[Block], title: str, out_dir: Path) -> str:
             parts.append(f"<p>{e(b.text)}</p>")
         elif b.kind == "table":
             assert b.table is not None
-            left = ['' if c not in tables.TEXT_COLUMNS else ' style="text-align:left"' for c in b.table.columns]
+            left = [' style="text-align:left"' if x else '' for x in tables.left_aligned(b.table)]
             rows = ["<tr>" + "".join(f"<th{a}>{e(str(c))}</th>" for a, c in zip(left, b.table.columns)) + "</tr>"]
             rows += ["<tr>" + "".join(f"<td{a}>{e(str(x))}</td>" for a, x in zip(left, r)) + "</tr>"
                      for r in b.table.itertuples(index=False)]
@@ -337,17 +343,22 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
                                  "f1_distribution", "Event-based macro F1 (%)")
     else:
         caption = f"{metric.label} per variant (points: runs; box: quartiles)"
-        stem, ylabel = f"{metric.name}_distribution", f"{tables.METRIC_NAMES[metric.base]} (%)"
+        stem, ylabel = f"{metric.name}_distribution", f"{tables.METRIC_NAMES.get(metric.base, metric.label)} (%)"
     split_of = {c.split("_", 1)[0]: c for c in metric.columns}  # "val" / "test" -> column
+    split_names = ("validation", "test")
+    if metric.base not in tables.METRIC_NAMES:  # a column of results made elsewhere: no split, no unit known
+        split_of, ylabel, split_names = {"val": metric.columns[0]}, metric.label, ("", "test")
     ax = figures.plot_f1_distribution(scores(split_of.get("val")), scores(split_of.get("test")), title=caption,
-                                      metric=tables.METRIC_NAMES[metric.base], ylabel=ylabel)
+                                      metric=tables.METRIC_NAMES.get(metric.base, metric.label), ylabel=ylabel,
+                                      split_names=split_names)
     figures.save_figure(ax.figure, out_dir / "figures" / stem)
     blocks.append(Block("figure", caption, path=Path(f"figures/{stem}.png")))
+    blocks += _factor_level_blocks(out_dir, study, results, variants, metric.columns[0], ylabel)
     for split in ("validation", "test") if metric.base == "f1" else ():  # per class: event F1 only
-        rows, matrix = _per_class_matrix(per_class, variants, split)
+        rows, classes, matrix = _per_class_matrix(per_class, variants, split)
         if rows:
             caption = f"Per-class {split} F1 (%), mean over runs"
-            ax = figures.plot_per_class_heatmap(matrix, rows, CLASSES, title=caption)
+            ax = figures.plot_per_class_heatmap(matrix, rows, classes, title=caption)
             figures.save_figure(ax.figure, out_dir / "figures" / f"per_class_{split}")
             blocks.append(Block("figure", caption, path=Path(f"figures/per_class_{split}.png")))
     curves, skipped = _learning_curves(run_dir, results, variants)
@@ -358,6 +369,56 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
         ax = figures.plot_learning_curves(curves, study["generation_epochs"], title=caption)
         figures.save_figure(ax.figure, out_dir / "figures" / "learning_curves")
         blocks.append(Block("figure", caption, path=Path("figures/learning_curves.png")))
+    return blocks
+
+
+def _numeric_levels(results: pd.DataFrame, name: str, variants: Sequence[str]) -> dict[str, float] | None:
+    """variant -> its level of factor `name` when every level is a number (not a boolean), else None."""
+    if name not in results.columns:
+        return None
+    levels = {}
+    for v in variants:
+        values = results.loc[results["variant"] == v, name].dropna().unique()
+        if len(values) != 1:
+            continue
+        value = values[0]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return None
+        levels[v] = float(value)
+    return levels if len(set(levels.values())) >= 2 else None
+
+
+def _factor_level_blocks(out_dir: Path, study: dict[str, Any], results: pd.DataFrame, variants: Sequence[str],
+                         column: str, ylabel: str) -> list[Block]:
+    """A figure per numeric factor of the study (student.hidden, train.lr, ...): the metric against its
+    levels, every run and the mean with its 95 % t interval, one line per setting of the other factors."""
+    blocks = []
+    shown = tables.study_factors(study)
+    for factor in shown:
+        levels = _numeric_levels(results, factor["name"], variants)
+        if levels is None:
+            continue
+        compared = results.loc[results["variant"].isin(list(levels))]
+        others = [f for f in shown if f["name"] != factor["name"] and f["name"] in results.columns
+                  and compared[f["name"]].nunique() > 1]  # the factors that set the lines apart
+        groups: dict[str, list[figures.LevelPoint]] = {}
+        for v, level in levels.items():
+            runs = results.loc[results["variant"] == v]
+            context = ", ".join(f"{o['label']} {tables.factor_label(o, runs[o['name']].iloc[0], {})}" for o in others)
+            values = runs[column].dropna().to_numpy(dtype=float)
+            if values.size == 0:
+                continue
+            low, high = stats.mean_ci(values)
+            groups.setdefault(context, []).append(
+                figures.LevelPoint(level, values, float(values.mean()), low, high))
+        if not groups:
+            continue
+        label = tables.METRIC_LABELS.get(column, column)
+        caption = f"{label[:1].upper() + label[1:]} against {factor['label']} (dots: runs; line: mean with its 95 % t interval)"
+        stem = "factor_" + _slug(factor["name"])
+        ax = figures.plot_factor_levels(groups, factor["label"], ylabel, caption)
+        figures.save_figure(ax.figure, out_dir / "figures" / stem)
+        blocks.append(Block("figure", caption, path=Path(f"figures/{stem}.png")))
     return blocks
 
 
@@ -394,38 +455,56 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
     blocks += _missing_blocks(run_dir, record, results, rescore_record is not None)
     verdicts = _convergence(run_dir, results)
     flagged = sections.unconverged_variants(results, verdicts)
-    for table in study["tables"]:
-        numeric = tables.variant_table(results, study, table, choice.columns)
-        display, legend = sections.mark_unconverged(tables.display_variant_table(numeric), flagged)
-        caption = f"{table['name']}: {table.get('caption', '')}".rstrip(": ")
-        _write_table(out_dir, _slug(table["name"]), numeric, display, caption)
-        blocks += [Block("h2", table["name"]), Block("table", caption, table=display), *legend]
+    blocks += _variant_table_blocks(out_dir, results, study, choice, flagged)
     variants = [v for v in _variant_order(study, results) if (results["variant"] == v).any()]
     blocks += sections.convergence_blocks(out_dir, results, variants, verdicts)
     within, missing = _within_run(run_dir, results, choice, rescore_record, cache_dir, seed)
     blocks += sections.uncertainty_blocks(out_dir, results, variants, choice.columns, within, missing,
                                           EVENT_RESAMPLES, PSDS_RESAMPLES)
     blocks += sections.compute_blocks(out_dir, results, variants)
-    if study.get("comparisons"):
-        test_name = "Student's pooled t" if test == "student" else "Welch's t"
-        rngs, rows_by_metric = np.random.default_rng(seed).spawn(len(choice.columns)), {}
-        for i, (column, rng) in enumerate(zip(choice.columns, rngs)):
-            heading = _table4_heading(column, first=i == 0)
-            rows = rows_by_metric[column] = tables.compare_variants(results, study, column, test, rng=rng)
-            caption = f"{heading} ({test_name}, two-sided)"
-            display = tables.drop_empty_note(tables.display_comparison_table(rows))
-            _write_table(out_dir, f"table4_{column}", tables.comparison_table(rows), display, caption)
-            warning = sections.convergence_warning(rows, flagged)
-            blocks += [Block("h2", heading), *warning, Block("table", caption, table=display)]
-            blocks += [*warning, *sections.beyond_blocks(out_dir, rows, column)]
-        blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
-        blocks.append(Block("p", sections.HOW_TO_READ_BEYOND))
-        blocks += sections.forest_blocks(out_dir, rows_by_metric, flagged=flagged)
-        blocks += sections.sequential_blocks(out_dir, results, study, seed, metric=choice.columns[0], flagged=flagged)
+    blocks += _comparison_blocks(out_dir, results, study, choice, test, seed, flagged)
     if len(results):
         blocks += _figure_blocks(run_dir, out_dir, study, results, per_class, choice)
         blocks += sections.roc_blocks(out_dir, results, variants, within)
     return _write_documents(blocks, title, out_dir)
+
+
+def _variant_table_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, Any], choice: tables.MetricChoice,
+                          flagged: dict[str, tuple[int, int]]) -> list[Block]:
+    """Tables 1-3 (the study's tables), one section each; shared by run reports and `report --results`."""
+    blocks: list[Block] = []
+    for table in study["tables"]:
+        numeric = tables.variant_table(results, study, table, choice.columns)
+        display, legend = sections.mark_unconverged(tables.display_variant_table(numeric), flagged)
+        caption = f"{table['name']}: {table.get('caption', '')}".rstrip(": ")
+        _write_table(out_dir, _slug(table["name"]), numeric, display, caption)
+        blocks += [Block("h2", table["name"]), Block("table", caption, table=display), *legend]
+    return blocks
+
+
+def _comparison_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, Any], choice: tables.MetricChoice,
+                       test: stats.TestKind, seed: int, flagged: dict[str, tuple[int, int]]) -> list[Block]:
+    """Table 4 per metric column with the tables beyond it, the forest plot and the sequential decisions
+    ([] without comparisons); shared by run reports and `report --results`."""
+    if not study.get("comparisons"):
+        return []
+    blocks: list[Block] = []
+    test_name = "Student's pooled t" if test == "student" else "Welch's t"
+    rngs, rows_by_metric = np.random.default_rng(seed).spawn(len(choice.columns)), {}
+    for i, (column, rng) in enumerate(zip(choice.columns, rngs)):
+        heading = _table4_heading(column, first=i == 0)
+        rows = rows_by_metric[column] = tables.compare_variants(results, study, column, test, rng=rng)
+        caption = f"{heading} ({test_name}, two-sided)"
+        display = tables.drop_empty_note(tables.display_comparison_table(rows))
+        _write_table(out_dir, f"table4_{column}", tables.comparison_table(rows), display, caption)
+        warning = sections.convergence_warning(rows, flagged)
+        blocks += [Block("h2", heading), *warning, Block("table", caption, table=display)]
+        blocks += [*warning, *sections.beyond_blocks(out_dir, rows, column)]
+    blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
+    blocks.append(Block("p", sections.HOW_TO_READ_BEYOND))
+    blocks += sections.forest_blocks(out_dir, rows_by_metric, flagged=flagged)
+    blocks += sections.sequential_blocks(out_dir, results, study, seed, metric=choice.columns[0], flagged=flagged)
+    return blocks
 
 
 def _missing_blocks(run_dir: Path, record: StudyRecord, results: pd.DataFrame, rescored: bool) -> list[Block]:

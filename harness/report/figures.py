@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -70,6 +71,7 @@ def _new_ax(ax: Axes | None, width: float, height: float) -> Axes:
 def plot_f1_distribution(
     val_f1: Mapping[str, np.ndarray], test_f1: Mapping[str, np.ndarray], title: str = "F1 per variant",
     ax: Axes | None = None, metric: str = "F1", ylabel: str = "Event-based macro F1 (%)",
+    split_names: tuple[str, str] = ("validation", "test"),
 ) -> Axes:
     """Points (one per seed) over a box, validation and test side by side, per variant.
 
@@ -77,11 +79,16 @@ def plot_f1_distribution(
         val_f1: variant name -> validation F1 of its runs (%), shape (n_runs,); plotted in this order.
         test_f1: variant name -> test F1 (%), shape (n_runs,). Either may be empty (one split only).
         metric: the metric's name in the legend ("validation F1"); ylabel: the axis label.
+        split_names: the legend's words for the two splits ("": the metric's name alone, for a column of
+            results made elsewhere that has no split).
     """
     names = list(val_f1) or list(test_f1)
     ax = _new_ax(ax, min(12.0, max(6.0, 0.85 * len(names) + 3.5)), 4.0)
     offsets = {"validation": -0.18, "test": 0.18}
-    for split, data, color in (("validation", val_f1, VAL_COLOR), ("test", test_f1, TEST_COLOR)):
+    for split, name, data, color in (("validation", split_names[0], val_f1, VAL_COLOR),
+                                     ("test", split_names[1], test_f1, TEST_COLOR)):
+        if not data:  # one split only: no legend entry for the other
+            continue
         positions = np.arange(len(names)) + offsets[split]
         values = [np.asarray(data.get(n, []), dtype=float) for n in names]
         drawable = [(p, v) for p, v in zip(positions, values) if v.size]
@@ -93,7 +100,7 @@ def plot_f1_distribution(
             # Deterministic horizontal spread of the points (no random jitter).
             spread = np.linspace(-0.06, 0.06, v.size) if v.size > 1 else np.zeros(v.size)
             ax.scatter(p + spread, v, s=14, color=color, alpha=0.8, zorder=3,
-                       label=f"{split} {metric}" if i == 0 else None)
+                       label=f"{name} {metric}".strip() if i == 0 else None)
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=20, ha="right")
     ax.set_xlim(-0.6, len(names) - 0.4)
@@ -164,6 +171,49 @@ def plot_learning_curves(
     if curves:
         _legend_outside(ax)
     return _style(ax, title, "Epoch (dashed: generation boundary)", "Validation event-based F1 (%)")
+
+
+@dataclass(frozen=True)
+class LevelPoint:
+    """One level of a numeric factor in one group of variants: its runs and the interval of their mean."""
+
+    level: float
+    runs: np.ndarray  # the metric of every run (%)
+    mean: float
+    low: float  # interval of the mean (computed by the caller: plots compute no statistics)
+    high: float
+
+
+def plot_factor_levels(
+    groups: Mapping[str, Sequence[LevelPoint]], factor_label: str, ylabel: str, title: str,
+    ax: Axes | None = None,
+) -> Axes:
+    """A metric against the levels of a numeric factor: every run as a dot, the mean with its interval, one
+    line per group of variants that share the other factors' levels (one group: no legend).
+
+    The x axis is logarithmic when the levels are positive and span more than a factor of 20 (learning rates).
+    """
+    ax = _new_ax(ax, 7.5, 4.2)
+    levels = sorted({p.level for points in groups.values() for p in points})
+    for index, (name, points) in enumerate(groups.items()):
+        points = sorted(points, key=lambda p: p.level)
+        x = np.array([p.level for p in points], dtype=float)
+        (line,) = ax.plot(x, [p.mean for p in points], marker="o", linewidth=1.5, label=name or None,
+                          zorder=3)
+        color = line.get_color()
+        ax.errorbar(x, [p.mean for p in points], yerr=[[p.mean - p.low for p in points],
+                    [p.high - p.mean for p in points]], fmt="none", ecolor=color, capsize=4, zorder=3)
+        for p in points:
+            ax.scatter(np.full(p.runs.size, p.level), p.runs, s=12, color=color, alpha=0.45, linewidths=0,
+                       zorder=2)
+    if levels and levels[0] > 0 and levels[-1] / levels[0] > 20:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(levels)
+    ax.set_xticklabels([f"{v:g}" for v in levels])
+    if len(groups) > 1:
+        _legend_outside(ax)
+    return _style(ax, title, factor_label, ylabel)
 
 
 def plot_psd_roc(

@@ -113,6 +113,15 @@ def summarize(x: np.ndarray) -> Summary:
     return Summary(mean=mean, sd=sd, n=n)
 
 
+def mean_ci(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The t interval of a sample's mean, (low, high); (mean, mean) for fewer than 2 values."""
+    s = summarize(x)
+    if s.n < 2:
+        return s.mean, s.mean
+    half = float(sps.t.ppf(0.5 + confidence / 2, s.n - 1)) * s.sd / math.sqrt(s.n)
+    return s.mean - half, s.mean + half
+
+
 def _standard_error(sd_a: float, n_a: int, sd_b: float, n_b: int, test: str) -> tuple[float, float]:
     """Standard error of mean_a - mean_b and its degrees of freedom."""
     if test == "student":

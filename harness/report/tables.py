@@ -16,17 +16,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from harness.builtins import PAPER_FACTORS
+from harness.plugins import FactorSpec, level_text
 from harness.report import stats
 from harness.report.summary import SummaryComparison
 
-FACTOR_LABELS: dict[str, dict[str, str]] = {
-    "curriculum": {"easier": "Easier", "harder": "Harder", "all": "All"},
-    "pseudolabels": {"strong+weak": "Strong+weak", "weak": "Weak only", "none": "None"},
-    "masking": {"event": "Event", "segment": "Segment", "none": "None"},
-    "augmentation": {"custom": "Custom", "standard": "Standard", "none": "None"},
-}
-FACTOR_HEADERS: dict[str, str] = {"curriculum": "Curriculum", "pseudolabels": "Pseudolabels",
-                                  "masking": "Masking", "augmentation": "Augmentation"}
+# The paper's four factors as reports show them: their short names and column headers (harness.builtins).
+FACTOR_HEADERS: dict[str, str] = {f.name: f.label for f in PAPER_FACTORS}
 # The metrics a report can be built on (`report --metric`): name -> label. Each is a pair of results.csv
 # columns, val_<name> and test_<name>; "f1" is the paper's event-based macro F1.
 METRIC_NAMES: dict[str, str] = {"f1": "F1", "segment_f1": "segment F1", "psds1": "PSDS1", "psds2": "PSDS2",
@@ -41,19 +37,52 @@ DASH = "—"
 TEXT_COLUMNS: frozenset[str] = frozenset({"Experiment", "Comparison", "Note", "Decision", *FACTOR_HEADERS.values()})
 
 
+def left_aligned(display: pd.DataFrame) -> list[bool]:
+    """Per column: left-aligned text (TEXT_COLUMNS, or a factor column whose levels are words) or numbers."""
+    def is_text(column: str) -> bool:
+        if column in TEXT_COLUMNS:
+            return True
+        values = [str(v) for v in display[column] if str(v) not in (DASH, "N/A", "")]
+        return bool(values) and not all(_is_number(v) for v in values)
+    return [is_text(c) for c in display.columns]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.split(" ")[0].replace("−", "-").replace(",", ""))
+        return True
+    except ValueError:
+        return False
+
+
 # ---------------------------------------------------------------- formatting helpers
 
-def factor_label(factor: str, level: Any, variant_factors: dict[str, Any]) -> str:
-    """The paper's display of a factor level (e.g. "strong+weak" -> "Strong+weak").
+def study_factors(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """The factors a report's tables show: the study's own (study.json `factors`), or the paper's four for a
+    record written before any config key could be a factor. Each: name, key, label, level_labels."""
+    recorded = study.get("factors") or []
+    if recorded:
+        return list(recorded)
+    named = {name for v in study.get("variants", []) for name in v.get("factors", {})}
+    return [{"name": f.name, "key": f.key, "label": f.label, "level_labels": dict(f.level_labels)}
+            for f in PAPER_FACTORS if f.name in named]  # old records name all four; results made elsewhere maybe none
+
+
+def factor_label(factor: dict[str, Any], level: Any, variant_factors: dict[str, Any]) -> str:
+    """A level as a table shows it (e.g. "strong+weak" -> "Strong+weak", 64 -> "64").
 
     The curriculum is shown as N/A when no pseudolabels are used (as Table 3 does for EM+CS).
     """
     if level is None or (isinstance(level, float) and math.isnan(level)):
         return DASH
-    if factor == "curriculum" and str(variant_factors.get("pseudolabels", "")).lower() == "none":
+    if factor["name"] == "curriculum" and str(variant_factors.get("pseudolabels", "")).lower() == "none":
         return "N/A"
-    text = str(level)
-    return FACTOR_LABELS.get(factor, {}).get(text.lower(), text[:1].upper() + text[1:])
+    spec = FactorSpec(key=factor["key"], name=factor["name"], label=factor["label"],
+                      level_labels=factor.get("level_labels") or {})
+    shown = spec.display(level)
+    if factor["name"] in FACTOR_HEADERS and shown == level_text(level):  # a level the paper never named
+        return shown[:1].upper() + shown[1:]
+    return shown
 
 
 def _num(x: float | None, fmt: str) -> str:
@@ -105,8 +134,9 @@ class MetricChoice:
 
     @property
     def base(self) -> str:
-        """The metric without its split: "psds1" for "val_psds1"."""
-        return self.name if self.name in METRIC_NAMES else self.name.split("_", 1)[1]
+        """The metric without its split: "psds1" for "val_psds1"; a column of results made elsewhere
+        (`report --results FILE --metric COLUMN`) is its own base."""
+        return self.name if self.name in METRIC_NAMES or self.name not in METRIC_LABELS else self.name.split("_", 1)[1]
 
 
 def choose_metric(name: str, available: Sequence[str]) -> MetricChoice:
@@ -142,14 +172,16 @@ def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str,
             have event F1 only, and NaN for the other metrics.
 
     Returns:
-        columns Experiment, Curriculum, Pseudolabels, Masking, Augmentation, n, then <metric>_mean and
+        columns Experiment, one per factor of the study (headed by its label: Curriculum, Pseudolabels,
+        Masking, Augmentation for the paper's; study_factors), n, then <metric>_mean and
         <metric>_sd of each metric, e.g. val_f1_mean, val_f1_sd, test_f1_mean, test_f1_sd (sd with ddof 1;
         NaN where undefined). n counts the runs with a finite first metric, the runs the t-tests use.
     """
     factors_of = {v["name"]: dict(v.get("factors", {})) for v in study.get("variants", [])}
+    shown = study_factors(study)
     rows: list[dict[str, Any]] = []
     for ref in study.get("reference_rows", []) or []:
-        row = {"Experiment": ref["name"], **{h: DASH for h in FACTOR_HEADERS.values()}, "n": np.nan}
+        row = {"Experiment": ref["name"], **{f["label"]: DASH for f in shown}, "n": np.nan}
         for metric in metrics:
             value = ref.get(metric)
             row.update({f"{metric}_mean": np.nan if value is None else float(value), f"{metric}_sd": np.nan})
@@ -158,9 +190,10 @@ def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str,
         runs = results[results["variant"] == name] if len(results) else results
         factors = factors_of.get(name, {})
         row: dict[str, Any] = {"Experiment": name}
-        for factor, header in FACTOR_HEADERS.items():
-            level = factors.get(factor, runs[factor].iloc[0] if len(runs) and factor in runs else None)
-            row[header] = factor_label(factor, level, factors)
+        for factor in shown:
+            name = factor["name"]
+            level = factors.get(name, runs[name].iloc[0] if len(runs) and name in runs else None)
+            row[factor["label"]] = factor_label(factor, level, factors)
         row["n"] = int(np.isfinite(runs[metrics[0]].to_numpy(dtype=float)).sum()) if len(runs) else 0
         for metric in metrics:
             values = runs[metric].to_numpy(dtype=float) if len(runs) else np.empty(0)
@@ -173,7 +206,7 @@ def variant_table(results: pd.DataFrame, study: dict[str, Any], table: dict[str,
 
 def display_variant_table(numeric: pd.DataFrame) -> pd.DataFrame:
     """Strings in the paper's layout: ..., n, Mean ± sd val F1, Mean ± sd test F1 (or the metrics shown)."""
-    out = numeric[["Experiment", *FACTOR_HEADERS.values()]].copy()
+    out = numeric[list(numeric.columns[: numeric.columns.get_loc("n")])].copy()  # Experiment and the factors
     out["n"] = [DASH if (isinstance(n, float) and math.isnan(n)) else str(int(n)) for n in numeric["n"]]
     for column in (c for c in numeric.columns if c.endswith("_mean")):
         metric = column[: -len("_mean")]
@@ -660,7 +693,7 @@ def to_markdown(display: pd.DataFrame) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
 
     header = "| " + " | ".join(cell(c) for c in display.columns) + " |"
-    rule = "|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in display.columns) + "|"
+    rule = "|" + "|".join(":---" if left else "---:" for left in left_aligned(display)) + "|"
     body = ["| " + " | ".join(cell(x) for x in row) + " |" for row in display.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
@@ -679,7 +712,7 @@ def latex_escape(text: str) -> str:
 
 def to_latex(display: pd.DataFrame, caption: str = "", label: str = "") -> str:
     """A booktabs table environment (needs \\usepackage{booktabs})."""
-    spec = "".join("l" if c in TEXT_COLUMNS else "r" for c in display.columns)
+    spec = "".join("l" if left else "r" for left in left_aligned(display))
     lines = [r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(latex_escape(c) for c in display.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(latex_escape(x) for x in row) + r" \\" for row in display.itertuples(index=False)]

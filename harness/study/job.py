@@ -21,15 +21,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness import __version__
+from harness import __version__, plugins
 from harness.bundle import Bundle
-from harness.config import to_dict
-from harness.constants import CLASSES
+from harness.config import factors_of, to_dict
 from harness.errors import DataError, HarnessError, JobRunningElsewhere, JobStopped
 from harness.evaluation.energy import EnergyMeter, EnergyReading
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.method.train import EpochRecord, evaluate, train_student
-from harness.model.size import student_size
 from harness.records import (
     Failure,
     JobRecord,
@@ -120,7 +118,7 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
             ev = evaluate(outcome.model, bundle, subset, job.config, dev)
             write_dcase_tsv(ev.predictions, job_dir / f"predictions_{subset}.tsv")
             write_probabilities(job_dir / f"probabilities_{subset}.npz", bundle.clip_ids(subset), ev.frame,
-                                ev.clip, durations=bundle.durations(subset))
+                                ev.clip, bundle.classes, durations=bundle.durations(subset))
             scores[subset] = ev
             threshold_free[subset] = _psds(bundle, subset, ev.frame)
         energy["eval"] = meter.stop()
@@ -154,7 +152,7 @@ def _psds(bundle: Bundle, subset: str, frame) -> dict[str, float | None]:
 
     try:
         m = psds_metrics(frame, bundle.clip_ids(subset), bundle.durations(subset), bundle.reference(subset),
-                         hop_seconds=bundle.hop_seconds)
+                         hop_seconds=bundle.hop_seconds, classes=bundle.classes)
     except DataError as e:  # a split with no reference event (tiny corpora): no threshold-free metric
         logging.getLogger("harness.job").warning("%s: no PSDS (%s)", subset, e)
         return {}
@@ -167,13 +165,14 @@ def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, devic
     from harness.evaluation.psds import metric_versions
 
     val, test = scores["validation"], scores["test"]
-    size = student_size(job.config.student, job.config.features)
+    size = plugins.models.get(job.config.student.model).size(
+        job.config.student, job.config.features.student_mels, len(bundle.classes), job.config.features.n_frames)
     train_energy, eval_energy = (energy or {}).get("train"), (energy or {}).get("eval")
     extra = {f"{short}_{name}": value for split, short in (("validation", "val"), ("test", "test"))
              for name, value in threshold_free[split].items()}
     return Result(
         **extra, metric_versions=metric_versions(),
-        study=job.study, job_id=job.job_id, variant=job.variant, **job.factors,
+        study=job.study, job_id=job.job_id, variant=job.variant, **factors_of(job.config), factors=job.extra_factors,
         lambda1=job.config.loss.lambda1, lambda2=job.config.loss.lambda2, seed=job.seed, profile=job.profile,
         phase=job.phase,
         val_f1=100 * val.events.macro_f1, test_f1=100 * test.events.macro_f1,
@@ -181,8 +180,8 @@ def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, devic
         best_epoch=outcome.best_epoch, steps=outcome.steps, wall_seconds=round(seconds, 2),
         train_seconds=round(sum(e.seconds for e in outcome.epochs), 2),
         provenance=provenance(job, bundle, device, threads),
-        per_class={"validation": {c: 100 * val.events.per_class_f1[c] for c in CLASSES},
-                   "test": {c: 100 * test.events.per_class_f1[c] for c in CLASSES}},
+        per_class={"validation": {c: 100 * val.events.per_class_f1[c] for c in bundle.classes},
+                   "test": {c: 100 * test.events.per_class_f1[c] for c in bundle.classes}},
         params=size.params, macs_per_clip=size.macs_per_clip,
         train_kwh=None if train_energy is None else train_energy.kwh,
         eval_kwh=None if eval_energy is None else eval_energy.kwh,

@@ -16,16 +16,18 @@ from typing import Any, Callable, Literal, Mapping
 
 from harness import identity, ranges
 from harness.config import (
+    FACTORS,
     DataConfig,
     MethodConfig,
     check_method,
+    config_value,
+    factor_key,
     factors_of,
     from_mapping,
-    nest,
     with_factors,
 )
 from harness.errors import ConfigError
-from harness.study.spec import StudySpec, Variant, _deep_merge, _seeds
+from harness.study.spec import StudySpec, Variant, _deep_merge, _seeds, nested_overrides
 
 DESED_ROOT_ENV = "HARNESS_DESED_ROOT"
 
@@ -86,6 +88,7 @@ class JobSpec:
     teacher_seed: int = 0
     phase: Literal["replicate", "tune"] = "replicate"
     bundle_key: str = ""  # content key of its shared stages (harness.identity.bundle_key); "" = not yet known
+    extra_factor_names: tuple[str, ...] = ()  # the study's factors beyond the paper's four: their table columns
 
     @property
     def job_id(self) -> str:
@@ -97,8 +100,13 @@ class JobSpec:
         return identity.config_key(self.config)
 
     @property
-    def factors(self) -> dict[str, str]:
-        return factors_of(self.config)
+    def factors(self) -> dict[str, Any]:
+        """The paper's four factor levels, then the study's other factors' (as the config holds them)."""
+        return {**factors_of(self.config), **self.extra_factors}
+
+    @property
+    def extra_factors(self) -> dict[str, Any]:
+        return {name: config_value(self.config, factor_key(name)) for name in self.extra_factor_names}
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,7 @@ def resolve(
     where = f"{spec.path} (profile {profile})"
     base = MethodConfig()
     for layer in base_layers:
+        layer = _for_model(layer, base) if layer is builtin["base"] else layer
         base = from_mapping(MethodConfig, layer, where, base)
     data_table = _deep_merge(_deep_merge(dict(builtin["data"]), spec.data), mine.get("data", {}))
     _deep_merge(data_table, data_set)
@@ -174,6 +183,14 @@ def resolve(
     return ResolvedStudy(spec=spec, profile=profile, base=base, data=data, seeds=seeds,
                          method_overrides=method_set, override_texts=tuple(override_texts), overrides_key=key,
                          generated_data=generated)
+
+
+def _for_model(profile_base: Mapping[str, Any], config: MethodConfig) -> Mapping[str, Any]:
+    """A built-in profile's base for the student model chosen so far: its `student` sizes are the LSTM's,
+    so another model keeps its own defaults (sized, if need be, in [profiles.NAME.base] or by --set)."""
+    if config.student.model == "lstm" or "student" not in profile_base:
+        return profile_base
+    return {section: values for section, values in profile_base.items() if section != "student"}
 
 
 def _profile_seeds(spec: StudySpec, profile: str, builtin: Mapping[str, Any], mine: Mapping[str, Any],
@@ -212,8 +229,7 @@ def variant_config(study: ResolvedStudy, variant: Variant, lambdas: tuple[float,
     """The resolved config of one variant; `lambdas` (from tuning) replace lambda1, lambda2."""
     where = f"{study.spec.path}: variant {variant.name!r}"
     config = with_factors(study.base, variant.factor_dict, where)
-    for key, value in variant.overrides:
-        config = from_mapping(MethodConfig, nest(key.split("."), value), where, config)
+    config = from_mapping(MethodConfig, nested_overrides(variant.overrides), where, config)
     if lambdas is not None:
         config = dataclasses.replace(config, loss=dataclasses.replace(
             config.loss, lambda1=lambdas[0], lambda2=lambdas[1]))
@@ -223,7 +239,9 @@ def variant_config(study: ResolvedStudy, variant: Variant, lambdas: tuple[float,
     return config
 
 
-BundleKeys = Callable[[MethodConfig], str]  # a config -> the content key of its shared stages
+# (a config, where it comes from) -> the content key of its shared stages; ConfigError naming `where` for a
+# config the data cannot run (harness.study.stages.StageKeys)
+BundleKeys = Callable[[MethodConfig, str], str]
 
 
 def expand(study: ResolvedStudy, lambdas: Mapping[str, tuple[float, float]] | None = None,
@@ -236,7 +254,7 @@ def expand(study: ResolvedStudy, lambdas: Mapping[str, tuple[float, float]] | No
     jobs = []
     for variant in study.spec.variants:
         config = variant_config(study, variant, (lambdas or {}).get(variant.name))
-        key = keys(config) if keys is not None else ""
+        key = keys(config, f"{study.spec.path}: variant {variant.name!r}") if keys is not None else ""
         jobs.extend(_job(study, variant.name, config, seed, "replicate", key) for seed in study.seeds)
     return jobs
 
@@ -251,12 +269,13 @@ def expand_tuning(study: ResolvedStudy, keys: BundleKeys | None = None) -> list[
         for l1 in tune.lambda1:
             for l2 in tune.lambda2:
                 config = variant_config(study, variant, (l1, l2))
-                key = keys(config) if keys is not None else ""
+                key = keys(config, f"{study.spec.path}: variant {variant.name!r}") if keys is not None else ""
                 jobs.extend(_job(study, variant.name, config, 1000 + k, "tune", key) for k in range(tune.seeds))
     return jobs
 
 
 def _job(study: ResolvedStudy, variant: str, config: MethodConfig, seed: int, phase: str, key: str) -> JobSpec:
+    extra = tuple(n for n in study.spec.factor_specs if n not in FACTORS)
     return JobSpec(study=study.spec.name, variant=variant, seed=seed, profile=study.profile, config=config,
                    data=study.data, teacher_seed=study.spec.teacher_seed, phase=phase,  # type: ignore[arg-type]
-                   bundle_key=key)
+                   bundle_key=key, extra_factor_names=extra)

@@ -40,7 +40,6 @@ import numpy as np
 from harness import __version__
 from harness.bundle import MANIFEST, Bundle
 from harness.config import EvalConfig, MethodConfig, PostprocessConfig, check_method, from_mapping, parse_override
-from harness.constants import CLASSES
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.evaluation.outputs import Probabilities, read_probabilities
 from harness.identity import digest
@@ -168,7 +167,7 @@ class JobInputs:
 
 
 def default_cache() -> Path:
-    from harness.cli import default_cache as cli_default  # one place for $HARNESS_CACHE and its default
+    from harness.api import default_cache as cli_default  # one place for $HARNESS_CACHE and its default
 
     return cli_default()
 
@@ -207,7 +206,7 @@ def load_job(job_dir: Path, settings: RescoreSettings, cache_dir: Path | None) -
     probabilities = {}
     for subset in SPLITS:
         probs = read_probabilities(job_dir / f"probabilities_{subset}.npz")
-        if list(probs.clip_ids) != bundle.clip_ids(subset) or tuple(probs.classes) != CLASSES:
+        if list(probs.clip_ids) != bundle.clip_ids(subset) or tuple(probs.classes) != bundle.classes:
             raise DataError(f"{job_dir / f'probabilities_{subset}.npz'}: its clips or classes are not those of "
                             f"the bundle {bundle.root}; run the study again with --force for this job")
         probabilities[subset] = probs
@@ -244,7 +243,7 @@ def rescore_job(job_dir: Path, settings: RescoreSettings, cache_dir: Path | None
         ev = score(probs.frame, probs.clip, inputs.bundle, subset, inputs.config)
         changes[f"{short}_f1"] = 100 * ev.events.macro_f1
         changes[f"{short}_segment_f1"] = 100 * ev.segments.macro_f1
-        per_class[subset] = {c: 100 * ev.events.per_class_f1[c] for c in CLASSES}
+        per_class[subset] = {c: 100 * ev.events.per_class_f1[c] for c in inputs.bundle.classes}
         free = threshold_free_scores(inputs, subset, settings) if settings.threshold_free else {}
         changes.update({f"{short}_{name}": free.get(name) for name in THRESHOLD_FREE})
     return dataclasses.replace(inputs.result, per_class=per_class, **changes)
@@ -257,7 +256,7 @@ def threshold_free_scores(inputs: JobInputs, subset: str, settings: RescoreSetti
 
     try:
         m = psds_metrics(*_scoring_args(inputs, subset), hop_seconds=inputs.bundle.hop_seconds,
-                         median_windows=score_windows(inputs, settings),
+                         classes=inputs.bundle.classes, median_windows=score_windows(inputs, settings),
                          drop_empty_clips=settings.psds_drop_empty_clips)
     except DataError:
         return {}
@@ -446,11 +445,12 @@ def _interval(inputs: JobInputs, settings: RescoreSettings, subset: str, metric:
             ev = inputs.config.eval
             b = bootstrap.event_f1_interval(inputs.bundle.reference(subset), events, inputs.bundle.clip_ids(subset),
                                             rng=rng, n_resamples=EVENT_RESAMPLES, confidence=CONFIDENCE,
-                                            t_collar=ev.t_collar, percentage_of_length=ev.percentage_of_length)
+                                            t_collar=ev.t_collar, percentage_of_length=ev.percentage_of_length,
+                                            classes=inputs.bundle.classes)
         elif metric in THRESHOLD_FREE:
             b = bootstrap.psds_intervals(*_scoring_args(inputs, subset), rng=rng, n_resamples=PSDS_RESAMPLES,
                                          confidence=CONFIDENCE, metrics=[metric],
-                                         hop_seconds=inputs.bundle.hop_seconds,
+                                         hop_seconds=inputs.bundle.hop_seconds, classes=inputs.bundle.classes,
                                          median_windows=score_windows(inputs, settings),
                                          drop_empty_clips=settings.psds_drop_empty_clips)[metric]
         else:
@@ -467,7 +467,7 @@ def _roc(inputs: JobInputs, subset: str, scenario: str, settings: RescoreSetting
     params = {"psds1": psds.PSDS1, "psds2": psds.PSDS2}[scenario]
     try:
         scored = psds.score_set(*_scoring_args(inputs, subset), hop_seconds=inputs.bundle.hop_seconds,
-                                median_windows=score_windows(inputs, settings),
+                                classes=inputs.bundle.classes, median_windows=score_windows(inputs, settings),
                                 drop_empty_clips=settings.psds_drop_empty_clips)
     except DataError:
         return None

@@ -13,12 +13,16 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+from harness import plugins
 from harness.config import (
     FACTORS,
     DataConfig,
+    check_factor_key,
     MethodConfig,
+    config_value,
+    factor_key,
     factor_levels,
     from_mapping,
     nest,
@@ -26,20 +30,13 @@ from harness.config import (
     with_factors,
 )
 from harness.errors import ConfigError, not_a_file
+from harness.plugins import FactorSpec, level_text
 from harness.study.cluster import ClusterConfig, parse_cluster
 
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
-# Short names of factor levels, as in the paper's variant names (EF+SW+EM+CS).
-ABBREVIATIONS: dict[str, dict[str, str]] = {
-    "curriculum": {"easier": "EF", "harder": "HF", "all": ""},
-    "pseudolabels": {"strong+weak": "SW", "weak": "W", "none": ""},
-    "masking": {"event": "EM", "segment": "SM", "none": "NM"},
-    "augmentation": {"custom": "CS", "standard": "SS", "none": "NS"},
-}
-
-TOP_LEVEL_KEYS = ("study", "base", "data", "seeds", "teacher_seed", "variant", "grid", "comparison",
-                  "table", "profiles", "tune", "cluster")
+TOP_LEVEL_KEYS = ("study", "base", "data", "seeds", "teacher_seed", "variant", "grid", "factor", "comparison",
+                  "comparisons", "table", "profiles", "tune", "cluster")
 
 
 @dataclass(frozen=True)
@@ -47,11 +44,13 @@ class Variant:
     """One configuration of the study: factor levels plus optional extra overrides."""
 
     name: str
-    factors: tuple[tuple[str, str], ...]  # (factor, level), in FACTORS order
+    # (factor name, level): the paper's four first, in their order, then others as the file gives them. A
+    # level is the config's value (64, 0.001, "event"), so 1 and 1.0 of a float key are one level.
+    factors: tuple[tuple[str, Any], ...]
     overrides: tuple[tuple[str, Any], ...] = ()  # (dotted key, value) applied after the factors
 
     @property
-    def factor_dict(self) -> dict[str, str]:
+    def factor_dict(self) -> dict[str, Any]:
         return dict(self.factors)
 
 
@@ -111,6 +110,9 @@ class StudySpec:
     tune: Tune | None = None
     paired: bool = False  # variants share seeds: seed s of every variant is paired with seed s of the others
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # resources on Slurm (no part of any key)
+    # The study's factors (those its variants set), by name, in column order: the registry's descriptions
+    # with the file's [factor."key"] tables applied.
+    factor_specs: Mapping[str, FactorSpec] = field(default_factory=dict)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -156,9 +158,12 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
     from_mapping(MethodConfig, base, f"{where}: base")  # validate now, apply later
     data = _table(raw.get("data", {}), f"{where}: [data]")
     from_mapping(DataConfig, data, f"{where}: data")
-    variants = _variants(raw, where)
+    described = _factor_tables(raw.get("factor", {}), f"{where}: [factor]")
+    variants = _variants(raw, where, described)
     names = [v.name for v in variants]
+    factor_specs = _study_factors(variants, described)
     comparisons = tuple(_comparison(c, i, names, where) for i, c in enumerate(raw.get("comparison", [])))
+    comparisons += _generated_comparisons(raw.get("comparisons", []), variants, factor_specs, comparisons, where)
     tables = tuple(_table_spec(t, i, names, where) for i, t in enumerate(raw.get("table", [])))
     if not tables:
         tables = (Table(name=str(name), caption=head.get("description", ""), variants=tuple(names)),)
@@ -180,6 +185,7 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
         tune=_tune(raw["tune"], f"{where}: [tune]") if "tune" in raw else None,
         paired=_paired(head.get("paired", False), f"{where}: [study] paired"),
         cluster=parse_cluster(_table(raw.get("cluster", {}), f"{where}: [cluster]"), where),
+        factor_specs=factor_specs,
     )
 
 
@@ -226,9 +232,9 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
     raise ConfigError(f"{where}: expected a count (e.g. 10) or a non-empty list of integers, got {value!r}")
 
 
-def _variants(raw: Mapping[str, Any], where: str) -> tuple[Variant, ...]:
-    listed = [_listed_variant(v, i, where) for i, v in enumerate(raw.get("variant", []))]
-    grid = _grid_variants(raw["grid"], f"{where}: [grid]") if "grid" in raw else []
+def _variants(raw: Mapping[str, Any], where: str, described: Mapping[str, FactorSpec]) -> tuple[Variant, ...]:
+    listed = [_listed_variant(v, i, where, described) for i, v in enumerate(raw.get("variant", []))]
+    grid = _grid_variants(raw["grid"], f"{where}: [grid]", described) if "grid" in raw else []
     variants = listed + grid
     if not variants:
         raise ConfigError(f"{where}: no variants; add [[variant]] tables or a [grid] of factor levels")
@@ -240,48 +246,172 @@ def _variants(raw: Mapping[str, Any], where: str) -> tuple[Variant, ...]:
     return tuple(variants)
 
 
-def _listed_variant(value: Any, index: int, where: str) -> Variant:
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"student": {"hidden": [64]}} -> {"student.hidden": [64]}: an unquoted dotted TOML key is a nested table."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def canonical_factor(name: str) -> str:
+    """A factor's name as the study records it: the paper's short name for its keys ("loss.masking" ->
+    "masking"), a registered factor's name, else the dotted key itself."""
+    return plugins.factor_spec(name).name
+
+
+def _level(name: str, level: Any, where: str) -> Any:
+    """A factor level checked against the config and read back as the config holds it (1 -> 1.0 for a float)."""
+    if isinstance(level, list):
+        level = tuple(level)
+    config = with_factors(MethodConfig(), {name: level}, where)
+    value = config_value(config, factor_key(name))
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _factor_levels(entries: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Factor keys of a [[variant]] or of one grid point -> {canonical name: level}, checked."""
+    out: dict[str, Any] = {}
+    for name, level in entries.items():
+        canonical = canonical_factor(name)
+        if canonical in out:
+            raise ConfigError(f"{where}: factor {canonical!r} is given twice (as {name!r}); keep one")
+        out[canonical] = _level(canonical, level, where)
+    return out
+
+
+def _listed_variant(value: Any, index: int, where: str, described: Mapping[str, FactorSpec]) -> Variant:
     here = f"{where}: variant[{index}]"
     entry = _table(value, here)
-    _reject_unknown(entry, ("name", *FACTORS, "set"), here)
-    factors = {k: entry[k] for k in FACTORS if k in entry}
-    with_factors(MethodConfig(), factors, here)  # unknown levels fail here, with the valid ones listed
-    overrides = _overrides(entry.get("set", {}), f"{here}.set")
-    name = entry.get("name") or variant_name(factors)
+    overrides = _overrides(entry.pop("set", {}), f"{here}.set")
+    name = entry.pop("name", None)
+    factors = _factor_levels(_flatten(entry), here)
+    name = name or variant_name(factors, described)
     return Variant(name=str(name), factors=_ordered(factors), overrides=overrides)
 
 
-def _grid_variants(value: Any, where: str) -> list[Variant]:
-    grid = _table(value, where)
-    _reject_unknown(grid, tuple(FACTORS), where)
+def _grid_variants(value: Any, where: str, described: Mapping[str, FactorSpec]) -> list[Variant]:
+    grid = _flatten(_table(value, where))
     for factor, levels in grid.items():
         if not isinstance(levels, list) or not levels:
             raise ConfigError(f"{where}.{factor}: expected a non-empty list of levels, got {levels!r}")
     names = list(grid)
     out = []
     for combo in itertools.product(*(grid[n] for n in names)):
-        factors = dict(zip(names, combo))
-        with_factors(MethodConfig(), factors, where)
-        out.append(Variant(name=variant_name(factors), factors=_ordered(factors)))
+        factors = _factor_levels(dict(zip(names, combo)), where)
+        out.append(Variant(name=variant_name(factors, described), factors=_ordered(factors)))
     return out
 
 
-def _ordered(factors: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple((k, factors[k]) for k in FACTORS if k in factors)
+def _ordered(factors: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The paper's four first (in their order, as its names spell them), then any other as given."""
+    paper = [(k, factors[k]) for k in FACTORS if k in factors]
+    return tuple(paper + [(k, v) for k, v in factors.items() if k not in FACTORS])
 
 
-def variant_name(factors: Mapping[str, str]) -> str:
-    """The paper's naming: EF+SW+EM+CS; levels that have no abbreviation (all, none) are left out."""
-    parts = [ABBREVIATIONS[f][factors[f]] for f in FACTORS if f in factors]
+def describe(name: str, described: Mapping[str, FactorSpec]) -> FactorSpec:
+    """A factor's description: the file's [factor."key"] table, else the registry's, else a plain one."""
+    return described.get(name) or plugins.factor_spec(name)
+
+
+def variant_name(factors: Mapping[str, Any], described: Mapping[str, FactorSpec] | None = None) -> str:
+    """A generated variant name: each factor's abbreviation of its level (the paper's EF+SW+EM+CS; levels
+    whose abbreviation is "" are left out), or `key=level` for a level without one; "base" when empty."""
+    parts = [describe(name, described or {}).abbreviation(level) for name, level in _ordered(factors)]
     return "+".join(p for p in parts if p) or "base"
+
+
+def _factor_tables(value: Any, where: str) -> dict[str, FactorSpec]:
+    """[factor."student.hidden"] label = "...", abbreviations = {64 = "H64"}, level_labels = {64 = "64 units"}."""
+    out = {}
+    path = where[: -len(": [factor]")]
+    for name, entry in _flatten_factor_tables(_table(value, where)).items():
+        here = f'{path}: [factor."{name}"]'
+        _reject_unknown(entry, ("label", "abbreviations", "level_labels"), here)
+        canonical = canonical_factor(name)
+        check_factor_key(canonical, here)
+        base = plugins.factor_spec(canonical)
+        texts = {}
+        for key in ("abbreviations", "level_labels"):
+            table = _table(entry.get(key, {}), f"{here}.{key}")
+            bad = [k for k, v in table.items() if not isinstance(v, str)]
+            if bad:
+                raise ConfigError(f"{here}.{key}.{bad[0]}: expected a string, got {table[bad[0]]!r}")
+            texts[key] = {str(k): v for k, v in table.items()}
+        label = entry.get("label", base.label)
+        if not isinstance(label, str):
+            raise ConfigError(f"{here}.label: expected a string, got {label!r}")
+        out[canonical] = FactorSpec(
+            key=base.key, name=canonical, label=label,
+            abbreviations={**base.abbreviations, **texts["abbreviations"]},
+            level_labels={**base.level_labels, **{k.lower(): v for k, v in texts["level_labels"].items()}})
+    return out
+
+
+def _flatten_factor_tables(table: Mapping[str, Any], prefix: str = "") -> dict[str, Mapping[str, Any]]:
+    """[factor.student.hidden] (unquoted: nested tables) and [factor."student.hidden"] -> {"student.hidden": {...}}:
+    nested tables are followed until their dotted path names a factor."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and not _is_factor(name) and all(isinstance(v, Mapping) for v in value.values()):
+            out.update(_flatten_factor_tables(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _is_factor(name: str) -> bool:
+    try:
+        check_factor_key(canonical_factor(name), "")
+    except ConfigError:
+        return False
+    return True
+
+
+def _study_factors(variants: tuple[Variant, ...], described: Mapping[str, FactorSpec]) -> dict[str, FactorSpec]:
+    """The factors the variants set, in column order, each with its description."""
+    names: list[str] = []
+    for v in variants:
+        names.extend(n for n, _ in v.factors if n not in names)
+    ordered = [n for n in FACTORS if n in names] + [n for n in names if n not in FACTORS]
+    return {n: describe(n, described) for n in ordered}
 
 
 def _overrides(value: Any, where: str) -> tuple[tuple[str, Any], ...]:
     """A variant's `set = {"loss.lambda1" = 1.5}`: dotted method-config keys, validated now."""
     table = _table(value, where)
-    for key, val in table.items():
-        from_mapping(MethodConfig, nest(key.split("."), val), f"{where}")
+    merged = nested_overrides(table.items())  # as one: student.model first, then that model's keys
+    try:
+        from_mapping(MethodConfig, merged, where)
+    except ConfigError:
+        # student keys without student.model belong to the model [base] or a profile chooses, known only once
+        # the study is resolved (harness.study.plan.variant_config checks them there): here, to any model
+        student = merged.get("student")
+        if not isinstance(student, Mapping) or "model" in student or not any(
+                _fits({**merged, "student": {**student, "model": name}}) for name in plugins.models):
+            raise
     return tuple(sorted(table.items()))
+
+
+def _fits(overrides: Mapping[str, Any]) -> bool:
+    try:
+        from_mapping(MethodConfig, overrides, "")
+    except ConfigError:
+        return False
+    return True
+
+
+def nested_overrides(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """(dotted key, value) pairs as one nested table, so that a section's keys apply together: a
+    `student.model` is then read before the keys of that model, whatever their order."""
+    merged: dict[str, Any] = {}
+    for key, val in items:
+        _deep_merge(merged, nest(key.split("."), val))
+    return merged
 
 
 def _comparison(value: Any, index: int, names: list[str], where: str) -> Comparison:
@@ -299,6 +429,82 @@ def _comparison(value: Any, index: int, names: list[str], where: str) -> Compari
     label = entry.get("label") or f"{entry['a']} vs {entry['b']}"
     rope = _rope(entry["rope"], f"{here}.rope") if "rope" in entry else None
     return Comparison(label=str(label), a=entry["a"], b=entry["b"], rope=rope)
+
+
+def _generated_comparisons(value: Any, variants: tuple[Variant, ...], factor_specs: Mapping[str, FactorSpec],
+                           written: tuple[Comparison, ...], where: str) -> tuple[Comparison, ...]:
+    """[[comparisons]] tables: every level of a factor against a reference level, or all pairs of its levels.
+
+    Two variants are compared when they differ in that factor only (every other factor and `set` alike), so
+    in a grid of hidden x lr each hidden size is compared with the reference at the same lr. Comparisons
+    already written as [[comparison]] are not repeated.
+    """
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: [[comparisons]] must be an array of tables ([[comparisons]], not [comparisons])")
+    seen = {(c.a, c.b) for c in written}
+    out: list[Comparison] = []
+    for index, entry in enumerate(value):
+        here = f"{where}: comparisons[{index}]"
+        for c in _comparisons_of(_table(entry, here), variants, factor_specs, here):
+            if (c.a, c.b) not in seen and (c.b, c.a) not in seen:
+                seen.add((c.a, c.b))
+                out.append(c)
+    return tuple(out)
+
+
+def _comparisons_of(entry: Mapping[str, Any], variants: tuple[Variant, ...],
+                    factor_specs: Mapping[str, FactorSpec], here: str) -> list[Comparison]:
+    _reject_unknown(entry, ("factor", "against", "pairs", "rope"), here)
+    if "factor" not in entry:
+        raise ConfigError(f'{here}: missing key \'factor\' (e.g. factor = "student.hidden")')
+    name = canonical_factor(str(entry["factor"]))
+    if name not in factor_specs:
+        raise ConfigError(f"{here}.factor: {entry['factor']!r} is not a factor of this study's variants; its factors: "
+                          f"{', '.join(factor_specs) or 'none'}")
+    if ("against" in entry) == ("pairs" in entry):
+        raise ConfigError(f'{here}: give either against = LEVEL (every level against that one) or pairs = "all" '
+                          "(every pair of levels)")
+    if "pairs" in entry and entry["pairs"] != "all":
+        raise ConfigError(f'{here}.pairs: expected "all", got {entry["pairs"]!r}')
+    rope = _rope(entry["rope"], f"{here}.rope") if "rope" in entry else None
+    spec = factor_specs[name]
+    groups = _groups_without(variants, name, factor_specs)
+    levels = list(dict.fromkeys(v.factor_dict[name] for v in variants if name in v.factor_dict))
+    if "against" in entry:
+        against = _level(name, entry["against"], f"{here}.against")
+        if against not in levels:
+            raise ConfigError(f"{here}.against: {entry['against']!r} is not a level of {name!r} in the variants; levels: "
+                              f"{', '.join(level_text(x) for x in levels)}")
+        pairs = [(a, against) for a in levels if a != against]
+    else:
+        pairs = list(itertools.combinations(levels, 2))
+    out = []
+    for context, members in groups.items():
+        for a, b in pairs:
+            if a in members and b in members:
+                label = f"{spec.label} {spec.display(a)} vs {spec.display(b)}" + (f" ({context})" if context else "")
+                out.append(Comparison(label=label, a=members[a].name, b=members[b].name, rope=rope))
+    if not out:
+        raise ConfigError(f"{here}: no two variants differ in {name!r} alone; add variants that share every other "
+                          "factor (a [grid] does), or write the comparisons as [[comparison]] tables")
+    return out
+
+
+def _groups_without(variants: tuple[Variant, ...], name: str, factor_specs: Mapping[str, FactorSpec]
+                    ) -> dict[str, dict[Any, Variant]]:
+    """Variants that set `name`, grouped by everything else they set: {context label: {level: variant}}."""
+    groups: dict[tuple, dict[Any, Variant]] = {}
+    labels: dict[tuple, str] = {}
+    for v in variants:
+        if name not in v.factor_dict:
+            continue
+        rest = tuple((k, x) for k, x in v.factors if k != name)
+        key = (rest, v.overrides)
+        groups.setdefault(key, {}).setdefault(v.factor_dict[name], v)
+        labels[key] = variant_name(dict(rest), factor_specs) if rest else ""
+        if v.overrides:
+            labels[key] = "+".join(filter(None, [labels[key], *(f"{k}={level_text(x)}" for k, x in v.overrides)]))
+    return {labels[k]: members for k, members in groups.items()}
 
 
 def _rope(value: Any, where: str) -> float:
@@ -376,6 +582,3 @@ def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     return into
 
 
-def factor_choices() -> str:
-    """A one-line list of factors and their levels, for help texts."""
-    return "; ".join(f"{f}: {', '.join(factor_levels(f))}" for f in FACTORS)

@@ -114,7 +114,7 @@ def _feature_tasks(jobs: list[JobSpec], data: DataState, cache_dir: Path, parall
         for n_mels in mels:
             for name in SUBSETS_BY_ROLE:
                 path = feature_path(cache_dir, name, fcfg, n_mels, data.clip_digests[name])
-                if not path.is_file():
+                if not path.is_file() and data.subsets[name].clips:  # an empty subset: written by its bundle
                     clips = tuple((c.clip_id, str(c.path)) for c in data.subsets[name].clips)
                     wanted[path] = (clips, fcfg, n_mels)
     tasks = []

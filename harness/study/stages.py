@@ -10,6 +10,7 @@ bundle's path, so the same bundle serves local processes and Dask workers that s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -17,18 +18,20 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from harness import identity
 from harness.bundle import MANIFEST, Bundle, CacheCorrupt
-from harness.config import DataConfig, MethodConfig, to_dict
-from harness.constants import CLASSES, SUBSETS
-from harness.data.desed import Subset, check_audio_against_labels, load_dataset
-from harness.data.encoder import LabelEncoder
+from harness.config import DataConfig, FeatureConfig, MethodConfig, to_dict
+from harness.constants import SUBSETS
+from harness.data.desed import OPTIONAL_SUBSETS, Clip, Subset, check_audio_against_labels, load_dataset
+from harness.data.encoder import LabelEncoder, frames_needed
 from harness.data.synth import ensure_corpus
-from harness.errors import DataError, full_disk_named
+from harness.data.vocabulary import study_classes
+from harness.errors import ConfigError, DataError, full_disk_named
 from harness.evaluation.postprocess import event_length_frames
 from harness.filelock import locked
 from harness.features.cache import DIGEST_INDEX, FeatureSet, content_digests, extract, normalization
@@ -60,12 +63,25 @@ STRONG_SUBSETS = ("synthetic", *EVAL_SUBSETS)
 
 @dataclass(frozen=True)
 class DataState:
-    """The data as read now: every subset, each clip's audio digest, and the data's content key."""
+    """The data as read now: every subset, each clip's audio digest, the study's classes, the content key."""
 
     config: DataConfig
     subsets: dict[str, Subset]
     clip_digests: dict[str, tuple[tuple[str, str], ...]]  # subset -> (clip id, audio digest) in row order
     key: str
+    classes: tuple[str, ...]  # the study's classes, the order of every [C] axis (harness.data.vocabulary)
+
+    @functools.cached_property
+    def longest_strong_clip(self) -> tuple[Clip, float]:
+        """The longest clip of the strongly labelled subsets and its length (s): what the frames must cover.
+
+        Reads the audio headers once (the clips cache their duration); `check_durations` reads the same.
+        """
+        clips = [c for n in STRONG_SUBSETS for c in self.subsets[n].clips]
+        if not clips:
+            raise DataError("the strong subsets (synthetic, validation, test) have no clips; check the data root")
+        longest = max(clips, key=lambda c: c.duration)
+        return longest, longest.duration
 
 
 def read_data(data: DataConfig, cache_dir: Path, jobs: int = 2) -> DataState:
@@ -79,18 +95,22 @@ def read_data(data: DataConfig, cache_dir: Path, jobs: int = 2) -> DataState:
     """
     if data.kind == "synthetic":
         ensure_corpus(Path(data.root), data.synth_size, data.synth_seed)
-    subsets = load_dataset(data, Path(data.root))
+    classes = study_classes(data, Path(data.root))
+    subsets = load_dataset(data, Path(data.root), classes=classes)
     index = Path(cache_dir) / "features" / DIGEST_INDEX
     index.parent.mkdir(parents=True, exist_ok=True)
     digests = {}
     for name, subset in subsets.items():
         found = content_digests([c.path for c in subset.clips], index, jobs)
         digests[name] = tuple(zip(subset.clip_ids, found))
-    key = identity.data_key({n: (_tsv_digest(s), digests[n]) for n, s in subsets.items()})
-    return DataState(config=data, subsets=subsets, clip_digests=digests, key=key)
+    # data.classes enters the key only when set: derived classes are a function of the TSVs hashed here.
+    key = identity.data_key({n: (_tsv_digest(s), digests[n]) for n, s in subsets.items()}, data.classes)
+    return DataState(config=data, subsets=subsets, clip_digests=digests, key=key, classes=classes)
 
 
 def _tsv_digest(subset: Subset) -> str:
+    if not subset.tsv.exists() and not subset.clips:
+        return "absent"  # an optional subset the dataset lacks (harness.data.desed.subset_absent)
     try:
         return hashlib.sha256(subset.tsv.read_bytes()).hexdigest()[:32]
     except OSError as e:
@@ -110,7 +130,13 @@ class StageKeys:
             sha = self._predictions_sha(Path(config.teacher.predictions), config.features.n_frames)
         return identity.teacher_key(config.teacher, config.features, self.teacher_seed, self.data.key, sha)
 
-    def __call__(self, config: MethodConfig) -> str:
+    def __call__(self, config: MethodConfig, where: str = "config") -> str:
+        """The bundle key of `config`, once it is checked against the data (before any work).
+
+        Raises:
+            ConfigError: frames that do not cover the clips, or a variant needing a subset the data lacks.
+        """
+        check_against_data(config, self.data, where)
         return identity.bundle_key(self.data.key, config.features, self.teacher(config))
 
     def _predictions_sha(self, path: Path, n_frames: int) -> str:
@@ -118,10 +144,44 @@ class StageKeys:
         cache_key = (str(path.absolute()), n_frames)
         if cache_key not in self._files:
             needed = [c for n in TEACHER_SUBSETS for c in self.data.subsets[n].clip_ids]
-            load_predictions(path, needed, n_frames=n_frames)  # DataError naming the file and what is wrong
+            # DataError naming the file and what is wrong
+            load_predictions(path, needed, n_frames=n_frames, classes=self.data.classes)
             with open(path, "rb") as f:
                 self._files[cache_key] = hashlib.file_digest(f, "sha256").hexdigest()
         return self._files[cache_key]
+
+
+def check_against_data(config: MethodConfig, data: DataState, where: str) -> None:
+    """Refuse a config the data cannot run, naming `where` (the variant) and what to set.
+
+    Raises:
+        ConfigError: features.n_frames x features.hop_seconds short of the longest strong clip by more than a
+            hop, or pseudolabels that need unlabeled clips the data lacks.
+    """
+    check_frames_cover(config.features, data, where)
+    unlabeled = data.subsets["unlabeled"]
+    if config.loss.pseudolabels != "none" and not unlabeled.clips:
+        raise ConfigError(
+            f"{where}: factor pseudolabels = {config.loss.pseudolabels!r} (loss.pseudolabels) needs the unlabeled "
+            f"subset, but the data has no unlabeled clips ({unlabeled.tsv} is absent or lists none); add them "
+            '(data.unlabeled_tsv, data.unlabeled_audio), or use pseudolabels = "none" for this variant')
+
+
+def check_frames_cover(features: FeatureConfig, data: DataState, where: str) -> None:
+    """The frame geometry must span the longest strong clip (to within one hop): frames past a clip's end are
+    padding, but a clip longer than the frames would lose its end, labels and all.
+
+    Raises:
+        ConfigError: naming the clip, its length and the features.n_frames to set.
+    """
+    clip, seconds = data.longest_strong_clip
+    span = features.n_frames * features.hop_seconds
+    if span + features.hop_seconds + 1e-9 >= seconds:
+        return
+    needed = frames_needed(seconds, features.hop_seconds)
+    raise ConfigError(f"{where}: features.n_frames x features.hop_seconds = {features.n_frames} x "
+                      f"{features.hop_seconds:g} = {span:g} s does not cover the longest clip, {clip.path} "
+                      f"({seconds:.2f} s); set features.n_frames = {needed} for this hop")
 
 
 # --------------------------------------------------------------------------- bundles
@@ -209,7 +269,8 @@ def check_durations(data: DataState) -> dict[str, list[float]]:
 
 def _features(data: DataState, name: str, fcfg, n_mels: int, cache_dir: Path, jobs: int) -> FeatureSet:
     clips = [(c.clip_id, c.path) for c in data.subsets[name].clips]
-    return extract(clips, fcfg, n_mels, cache_dir, name, jobs=jobs)
+    # Only the optional subsets may be empty: a dataset without weak or unlabeled clips (harness.data.desed).
+    return extract(clips, fcfg, n_mels, cache_dir, name, jobs=jobs, allow_empty=name in OPTIONAL_SUBSETS)
 
 
 def _contents(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_dir: Path, out: Path, root: Path,
@@ -217,7 +278,7 @@ def _contents(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_d
     config = job.config
     fcfg = config.features
     subsets = data.subsets
-    encoder = LabelEncoder(n_frames=fcfg.n_frames, hop_seconds=fcfg.hop_seconds)
+    encoder = LabelEncoder(n_frames=fcfg.n_frames, hop_seconds=fcfg.hop_seconds, classes=data.classes)
     student = {n: _features(data, n, fcfg, fcfg.student_mels, cache_dir, jobs) for n in SUBSETS}
     arrays: dict[str, ArrayEntry] = {}
 
@@ -225,15 +286,15 @@ def _contents(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_d
         np.save(out / f"{name}.npy", value)
         arrays[name] = _entry(out / f"{name}.npy", f"{name}.npy")
 
-    strong = np.stack([encoder.encode_strong(c.events or ()) for c in subsets["synthetic"].clips]).astype(np.uint8)
+    strong = strong_targets(encoder, subsets["synthetic"].clips).astype(np.uint8)
     save("synthetic_strong", strong)
     save("synthetic_weak", strong.max(axis=2).astype(np.float32))
-    save("weak_weak", np.stack([encoder.encode_weak(c.weak or ()) for c in subsets["weak"].clips]))
+    save("weak_weak", weak_targets(encoder, subsets["weak"].clips))
     for name in EVAL_SUBSETS:
         subsets[name].reference_events().to_csv(out / f"{name}_reference.tsv", sep="\t", index=False)
         arrays[f"{name}_reference"] = _entry(out / f"{name}_reference.tsv", f"{name}_reference.tsv")
     synth_events = subsets["synthetic"].reference_events()
-    lengths = {stat: event_length_frames(synth_events, stat, fcfg.hop_seconds).tolist()
+    lengths = {stat: class_event_frames(synth_events, stat, fcfg.hop_seconds, data.classes)
                for stat in ("median", "mean")}
     mean, std = normalization([student[n] for n in TRAIN_SUBSETS], cache_dir)
     teacher_arrays, seconds = _teacher(job, data, cache_dir, jobs)
@@ -259,7 +320,47 @@ def _contents(job: JobSpec, data: DataState, key: str, teacher_key: str, cache_d
         # Relative to the bundle's final folder (two levels under the cache), so a moved cache still works.
         features={k: ArrayEntry(os.path.relpath(v.path, root), v.checksum, v.path.stat().st_size)
                   for k, v in student.items()},
+        classes=data.classes,
     )
+
+
+def strong_targets(encoder: LabelEncoder, clips: Sequence[Clip]) -> np.ndarray:
+    """[N, C, T] frame targets of strongly labelled clips ([0, C, T] for none)."""
+    if not clips:
+        return np.zeros((0, encoder.n_classes, encoder.n_frames), np.float32)
+    return np.stack([encoder.encode_strong(c.events or ()) for c in clips])
+
+
+def weak_targets(encoder: LabelEncoder, clips: Sequence[Clip]) -> np.ndarray:
+    """[N, C] clip targets of weakly labelled clips ([0, C] for a dataset without weak clips)."""
+    if not clips:
+        return np.zeros((0, encoder.n_classes), np.float32)
+    return np.stack([encoder.encode_weak(c.weak or ()) for c in clips])
+
+
+def class_event_frames(events, statistic: str, hop_seconds: float, classes: Sequence[str]) -> list[float]:
+    """The median or mean event length (frames) of every class, measured on the strong training labels.
+
+    A class without a strong training event (known from weak labels only, or named in [data] classes) gets
+    the statistic over every strong training event, of all classes: its median-filter window and custom
+    time masks then have a typical event's length rather than none (logged, naming the classes).
+
+    Raises:
+        DataError: the strong training labels hold no event at all.
+    """
+    if not events["event_label"].notna().any():
+        raise DataError("the strong training labels (synthetic) hold no event: the median filter and the custom "
+                        "time masks cannot be sized; label events in the strong training TSV")
+    present = [c for c in classes if (events["event_label"] == c).any()]
+    lengths = dict(zip(present, event_length_frames(events, statistic, hop_seconds, present).tolist()))
+    missing = [c for c in classes if c not in lengths]
+    if missing:
+        every = events.dropna(subset=["event_label"]).assign(event_label="*")  # one class of all events
+        pooled = event_length_frames(every, statistic, hop_seconds, ["*"])[0]
+        log.warning("no strong training event of class(es) %s: their %s event length is that of all strong "
+                    "training events, %.1f frames", ", ".join(missing), statistic, pooled)
+        lengths.update({c: float(pooled) for c in missing})
+    return [lengths[c] for c in classes]
 
 
 def _entry(path: Path, relative: str) -> ArrayEntry:
@@ -272,7 +373,8 @@ def _teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int) -> tuple
     ids = {n: list(data.subsets[n].clip_ids) for n in TEACHER_SUBSETS}
     if tcfg.source == "file":
         n_frames = job.config.features.n_frames
-        preds = {n: load_predictions(Path(tcfg.predictions), ids[n], n_frames=n_frames)[::-1] for n in ids}
+        preds = {n: load_predictions(Path(tcfg.predictions), ids[n], n_frames=n_frames,
+                                     classes=data.classes)[::-1] for n in ids}
         seconds = 0.0
     else:
         preds, seconds = _train_teacher(job, data, cache_dir, jobs)
@@ -301,9 +403,9 @@ def _teacher_inputs(job: JobSpec, data: DataState, cache_dir: Path, jobs: int) -
     fcfg = job.config.features
     feats = {n: _features(data, n, fcfg, fcfg.teacher_mels, cache_dir, jobs) for n in SUBSETS}
     mean, std = normalization([feats[n] for n in TRAIN_SUBSETS], cache_dir)
-    encoder = LabelEncoder(n_frames=fcfg.n_frames, hop_seconds=fcfg.hop_seconds)
-    strong_y = np.stack([encoder.encode_strong(c.events or ()) for c in data.subsets["synthetic"].clips])
-    weak_y = np.stack([encoder.encode_weak(c.weak or ()) for c in data.subsets["weak"].clips])
+    encoder = LabelEncoder(n_frames=fcfg.n_frames, hop_seconds=fcfg.hop_seconds, classes=data.classes)
+    strong_y = strong_targets(encoder, data.subsets["synthetic"].clips)
+    weak_y = weak_targets(encoder, data.subsets["weak"].clips)
     return _TeacherInputs(feats, mean, std, strong_y, weak_y)
 
 
@@ -320,7 +422,7 @@ def member_task(job: JobSpec, data: DataState, cache_dir: Path, member: int, job
     teacher_key = StageKeys(data, job.teacher_seed).teacher(job.config)
     path = member_path(cache_dir, teacher_key, member)
     with locked(path, f"teacher member {path}"):
-        if _load_member(path, job) is None:
+        if _load_member(path, job, len(data.classes)) is None:
             with device_lease(job.config.train.device) as device:  # a GPU slot of its own, like a job
                 _fit_member(job, _teacher_inputs(job, data, cache_dir, jobs), member, path, device)
     return str(path)
@@ -347,11 +449,11 @@ def _fit_member(job: JobSpec, inputs: _TeacherInputs, member: int, path: Path, d
     return model
 
 
-def _load_member(path: Path, job: JobSpec) -> torch.nn.Module | None:
+def _load_member(path: Path, job: JobSpec, n_classes: int) -> torch.nn.Module | None:
     """A cached member, or None when absent or unreadable (then it is trained again)."""
     if not path.is_file():
         return None
-    model = new_member(job.config.features.teacher_mels, job.config.teacher, len(CLASSES))
+    model = new_member(job.config.features.teacher_mels, job.config.teacher, n_classes)
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (OSError, RuntimeError, ValueError, EOFError) as e:  # a torn or foreign file: train it again
@@ -369,7 +471,7 @@ def _train_teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int):
     for member in range(job.config.teacher.n_models):
         path = member_path(cache_dir, teacher_key, member)
         with locked(path, f"teacher member {path}"):
-            model = _load_member(path, job)
+            model = _load_member(path, job, len(data.classes))
             models.append(model if model is not None else _fit_member(job, inputs, member, path))
     device = resolve_device(job.config.train.device)
     threads = torch.get_num_threads()
@@ -410,7 +512,7 @@ def teacher_scores(bundle_root: Path, config: MethodConfig) -> dict:
         ev = score(np.asarray(bundle.array(f"teacher_{n}_strong")), np.asarray(bundle.array(f"teacher_{n}_weak")),
                    bundle, n, config)
         scores[n] = {"event_f1": 100 * ev.events.macro_f1, "segment_f1": 100 * ev.segments.macro_f1,
-                     "per_class": {c: 100 * ev.events.per_class_f1[c] for c in CLASSES}}
+                     "per_class": {c: 100 * ev.events.per_class_f1[c] for c in bundle.classes}}
     write_json(path, scores)
     return scores
 

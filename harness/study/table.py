@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.constants import CLASSES
 from harness.records import RecordError, Result, atomic_file, read_record
-from harness.schema import PER_CLASS_COLUMNS, RESULTS_COLUMNS
+from harness.schema import FACTOR_COLUMNS, PER_CLASS_COLUMNS, RESULTS_COLUMNS
 
 log = logging.getLogger("harness.table")
 
@@ -36,24 +35,35 @@ def read_results(jobs_dir: Path, job_ids: set[str] | None = None, phase: str = "
 
 
 def result_row(record: Result) -> dict:
-    """A Result as one flat row of RESULTS_COLUMNS (provenance fields inlined)."""
+    """A Result as one flat row of RESULTS_COLUMNS (provenance fields inlined), then its study's other factors."""
     flat = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     flat.update(dataclasses.asdict(record.provenance))
     flat["sed_scores_eval_version"] = record.metric_versions.get("sed_scores_eval")
-    return {c: flat[c] for c in RESULTS_COLUMNS}
+    return {**{c: flat[c] for c in RESULTS_COLUMNS}, **record.factors}
 
 
 def results_frame(records: list[Result]) -> pd.DataFrame:
-    """One row per job, columns of harness.schema.RESULTS_COLUMNS."""
-    return pd.DataFrame([result_row(r) for r in records], columns=list(RESULTS_COLUMNS))
+    """One row per job: the columns of harness.schema.RESULTS_COLUMNS, with a column per factor of the study
+    beyond the paper's four (named by its dotted key) after the paper's factor columns."""
+    return pd.DataFrame([result_row(r) for r in records], columns=results_columns(records))
+
+
+def results_columns(records: list[Result]) -> list[str]:
+    """RESULTS_COLUMNS with the records' other factor columns inserted after the paper's four."""
+    extra = list(dict.fromkeys(k for r in records for k in r.factors))
+    at = RESULTS_COLUMNS.index(FACTOR_COLUMNS[-1]) + 1
+    return [*RESULTS_COLUMNS[:at], *extra, *RESULTS_COLUMNS[at:]]
 
 
 def per_class_frame(records: list[Result]) -> pd.DataFrame:
-    """One row per (job, split, class), columns of harness.schema.PER_CLASS_COLUMNS."""
+    """One row per (job, split, class), columns of harness.schema.PER_CLASS_COLUMNS.
+
+    The classes are each record's own (its study's, harness.data.vocabulary), in the order it lists them.
+    """
     rows = [
         {"study": r.study, "job_id": r.job_id, "variant": r.variant, "seed": r.seed,
-         "split": split, "event_label": c, "f1": r.per_class[split][c]}
-        for r in records for split in ("validation", "test") for c in CLASSES
+         "split": split, "event_label": c, "f1": f1}
+        for r in records for split in ("validation", "test") for c, f1 in r.per_class[split].items()
     ]
     return pd.DataFrame(rows, columns=list(PER_CLASS_COLUMNS))
 

@@ -239,7 +239,8 @@ def predict_ensemble(
     for model in models:
         model.eval()
     if len(x) == 0:
-        return np.zeros((0, N_CLASSES, x.shape[1]), np.float32), np.zeros((0, N_CLASSES), np.float32)
+        n_classes = models[0].frame_head.out_features  # no clip to run: C from the members' shape
+        return np.zeros((0, n_classes, x.shape[1]), np.float32), np.zeros((0, n_classes), np.float32)
     frames, clips = [], []
     for start in range(0, len(x), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)).to(device)

@@ -6,11 +6,13 @@ Format: one NumPy ``.npz`` archive (``np.savez`` or ``np.savez_compressed``) wit
   no duplicates. Stored as a NumPy unicode array (not an object array: files are read with
   ``allow_pickle=False``).
 - ``weak``: [N, C] float32 in [0, 1], the teacher's clip-level (audio tagging) probabilities t^w.
-- ``strong``: [N, C, T] float32 in [0, 1], the teacher's frame-level probabilities t^s, T = 500 frames
-  of 20 ms (frame i starts at i * 0.02 s), raw (no thresholding, no median filter).
-- ``classes`` (optional): [C] strings; if present it must equal the harness's class order
-  (Alarm_bell_ringing, Blender, Cat, Dishes, Dog, Electric_shaver_toothbrush, Frying,
-  Running_water, Speech, Vacuum_cleaner). Without it that order is assumed.
+- ``strong``: [N, C, T] float32 in [0, 1], the teacher's frame-level probabilities t^s, T = features.n_frames
+  frames of features.hop_seconds (DESED's paper protocol: 500 frames of 20 ms, frame i starts at i * 0.02 s),
+  raw (no thresholding, no median filter).
+- ``classes`` (optional): [C] strings; if present it must equal the study's class order (harness.data.vocabulary:
+  the sorted labels of its strong training and weak TSVs, or [data] classes; for DESED Alarm_bell_ringing,
+  Blender, Cat, Dishes, Dog, Electric_shaver_toothbrush, Frying, Running_water, Speech, Vacuum_cleaner).
+  Without it that order is assumed.
 
 Row i of ``weak`` and ``strong`` belongs to ``clip_ids[i]``; the order of the rows is free. The file may
 hold more clips than a study needs; every clip the study needs must be in it.
@@ -29,13 +31,14 @@ from typing import Sequence
 import numpy as np
 
 from harness.records import atomic_file
-from harness.constants import CLASSES, N_CLASSES, N_FRAMES
+from harness.constants import CLASSES, N_FRAMES
 from harness.errors import DataError, not_a_file
 
 REQUIRED_KEYS: tuple[str, ...] = ("clip_ids", "weak", "strong")
 
 
-def save_predictions(path: str | Path, clip_ids: Sequence[str], weak: np.ndarray, strong: np.ndarray) -> None:
+def save_predictions(path: str | Path, clip_ids: Sequence[str], weak: np.ndarray, strong: np.ndarray,
+                     classes: Sequence[str] = CLASSES) -> None:
     """Write teacher predictions in the documented format, atomically (temporary file, then rename).
 
     Args:
@@ -43,6 +46,7 @@ def save_predictions(path: str | Path, clip_ids: Sequence[str], weak: np.ndarray
         clip_ids: [N] clip file names.
         weak: [N, C] clip probabilities.
         strong: [N, C, T] frame probabilities.
+        classes: the C class names, in the order of the C axis (default: DESED's).
 
     Raises:
         DataError: the arrays do not follow the format (same checks as `load_predictions`).
@@ -52,15 +56,16 @@ def save_predictions(path: str | Path, clip_ids: Sequence[str], weak: np.ndarray
         "clip_ids": np.asarray(list(clip_ids), dtype=str),
         "weak": np.asarray(weak, dtype=np.float32),
         "strong": np.asarray(strong, dtype=np.float32),
-        "classes": np.asarray(CLASSES, dtype=str),
+        "classes": np.asarray(list(classes), dtype=str),
     }
-    _check(arrays, f"teacher predictions to write to {path}", arrays["strong"].shape[-1])
+    _check(arrays, f"teacher predictions to write to {path}", arrays["strong"].shape[-1], tuple(classes))
     with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
         np.savez(f, **arrays)
 
 
 def load_predictions(
-    path: str | Path, clip_ids_needed: Sequence[str] | None = None, n_frames: int = N_FRAMES
+    path: str | Path, clip_ids_needed: Sequence[str] | None = None, n_frames: int = N_FRAMES,
+    classes: Sequence[str] = CLASSES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a teacher predictions file.
 
@@ -68,6 +73,7 @@ def load_predictions(
         path: the .npz file.
         clip_ids_needed: the clips to return, in this order; None = every clip in file order.
         n_frames: frames per clip of the study's frame geometry (features.n_frames).
+        classes: the study's classes (harness.data.vocabulary; default DESED's): C and the order of the C axis.
 
     Returns:
         weak [N, C] and strong [N, C, T], float32, rows in the order of `clip_ids_needed`.
@@ -80,7 +86,7 @@ def load_predictions(
     path = Path(path)
     arrays = _read(path)
     where = f"teacher predictions {path}"
-    _check(arrays, where, n_frames)
+    _check(arrays, where, n_frames, tuple(classes))
     if clip_ids_needed is None:
         return arrays["weak"], arrays["strong"]
     rows = _rows_of(arrays["clip_ids"], clip_ids_needed, where)
@@ -107,7 +113,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"teacher predictions {path} is damaged or unreadable; {expected}") from e
 
 
-def _check(arrays: dict[str, np.ndarray], where: str, n_frames: int) -> None:
+def _check(arrays: dict[str, np.ndarray], where: str, n_frames: int, classes: tuple[str, ...]) -> None:
     """Keys, shapes, value range and classes of a predictions archive."""
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
@@ -115,20 +121,20 @@ def _check(arrays: dict[str, np.ndarray], where: str, n_frames: int) -> None:
     ids, weak, strong = arrays["clip_ids"], arrays["weak"], arrays["strong"]
     if ids.ndim != 1 or ids.dtype.kind not in "US":
         raise DataError(f"{where}: clip_ids must be a 1-d array of strings, got dtype {ids.dtype} shape {ids.shape}")
-    n = len(ids)
-    if weak.shape != (n, N_CLASSES):
-        raise DataError(f"{where}: weak has shape {weak.shape}, expected {(n, N_CLASSES)} (clips, classes)")
-    if strong.shape != (n, N_CLASSES, n_frames):
+    n, c = len(ids), len(classes)
+    if weak.shape != (n, c):
+        raise DataError(f"{where}: weak has shape {weak.shape}, expected {(n, c)} (clips, the study's classes)")
+    if strong.shape != (n, c, n_frames):
         raise DataError(
-            f"{where}: strong has shape {strong.shape}, expected {(n, N_CLASSES, n_frames)} (clips, classes, "
+            f"{where}: strong has shape {strong.shape}, expected {(n, c, n_frames)} (clips, the study's classes, "
             "frames: features.n_frames)"
         )
     for key in ("weak", "strong"):
         _check_probabilities(arrays[key], key, where)
-    if "classes" in arrays and tuple(str(c) for c in arrays["classes"]) != CLASSES:
+    if "classes" in arrays and tuple(str(name) for name in arrays["classes"]) != classes:
         raise DataError(
-            f"{where}: classes {list(map(str, arrays['classes']))} differ from the harness order {list(CLASSES)}; "
-            "reorder the columns or drop the classes key"
+            f"{where}: classes {list(map(str, arrays['classes']))} differ from the harness order of the study's "
+            f"classes {list(classes)}; reorder the columns or drop the classes key"
         )
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
