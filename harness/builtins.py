@@ -67,3 +67,48 @@ plugins.models.register("lstm", plugins.ModelSpec(
 plugins.models.register("crnn", plugins.ModelSpec(
     name="crnn", config=CRNNConfig, build=_build_crnn, size=_crnn_size, check=CRNNConfig.check,
     description="the DCASE 2021-2024 Task 4 baseline CRNN: conv blocks, bidirectional GRU, attention pooling"))
+
+
+# --------------------------------------------------------------------------- metrics
+# The metrics of results.csv, computed together by the harness's own evaluation (harness.study.job): the
+# event-based F1 of the paper, the segment-based F1, and the threshold-free metrics of sed_scores_eval.
+BUILTIN_METRICS: tuple[plugins.MetricSpec, ...] = (
+    plugins.MetricSpec("f1", "F1"),
+    plugins.MetricSpec("segment_f1", "segment F1"),
+    plugins.MetricSpec("psds1", "PSDS1", threshold_free=True, bootstrappable=True),
+    plugins.MetricSpec("psds2", "PSDS2", threshold_free=True, bootstrappable=True),
+    plugins.MetricSpec("intersection_f1", "intersection F1", threshold_free=True, bootstrappable=True),
+    plugins.MetricSpec("collar_f1", "collar F1", threshold_free=True, bootstrappable=True),
+)
+for _metric in BUILTIN_METRICS:
+    plugins.metrics.register(_metric.name, _metric)
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def _inprocess(settings):
+    from harness.study.executors.inprocess import InProcessExecutor
+
+    return InProcessExecutor()
+
+
+def _local(settings):
+    from harness.study.executors.local import LocalExecutor
+
+    return LocalExecutor(settings.parallel, settings.threads)
+
+
+def _dask(settings):
+    from harness.study.executors.dask import DaskExecutor
+
+    return DaskExecutor(settings)
+
+
+for _backend in (
+    plugins.ExecutorSpec("local", _local, "processes on this machine"),
+    plugins.ExecutorSpec("dask", _dask, "a Dask cluster (--scheduler ADDRESS)"),
+    plugins.ExecutorSpec("slurm", None, "submit every job to Slurm and exit"),
+    plugins.ExecutorSpec("inprocess", _inprocess, "one job at a time in this process (debugging)"),
+):
+    plugins.executors.register(_backend.name, _backend)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from harness import __version__
+from harness import __version__, plugins
+from harness.api import CACHE_ENV, resolve_study
 from harness.errors import HarnessError, Interrupted, disk_full
-from harness.api import CACHE_ENV, default_cache, resolve_study
 from harness.ranges import flag_type
 
 EXIT_ELSEWHERE = 3  # `run`: no job failed, but some are running in another process (their lock was held)
@@ -250,7 +250,7 @@ def _run_parser(sub) -> None:
     what.add_argument("--name", help="the run directory's name under --runs (default: <study>-<profile>, plus a "
                       "digest of the overrides when there are any)")
     where = run.add_argument_group("where it runs")
-    where.add_argument("--backend", choices=("local", "dask", "slurm", "inprocess"), default="local",
+    where.add_argument("--backend", choices=plugins.executors.names(), default="local",
                        help="local processes (default), a Dask cluster, Slurm (submit and exit), or in this process "
                        "(debugging)")
     where.add_argument("--jobs", type=flag_type("--jobs"), default=None,
@@ -561,12 +561,13 @@ def cmd_plan(args) -> int:
     # The paper's four factors, then any other factor of the study (a column each, named by its key).
     extra = list(dict.fromkeys(k for *_, f, _l1, _l2 in target.jobs for k in f if k not in _PAPER_COLUMNS))
     widths = {**_PAPER_COLUMNS, **{k: max(len(k), 6) for k in extra}}
-    print(f"{'job id':<13} {'phase':<9} {'variant':<16} "
+    wide = max([16, *(len(variant) for _, variant, *_ in target.jobs)])
+    print(f"{'job id':<13} {'phase':<9} {'variant':<{wide}} "
           + " ".join(f"{('augment' if k == 'augmentation' else k):<{w}}" for k, w in widths.items())
           + f" {'l1':>5} {'l2':>5} {'seed':>5}  status")
     for job_id, variant, seed, phase, f, l1, l2 in target.jobs:
         levels = " ".join(f"{level_text(f.get(k, '?')):<{w}}" for k, w in widths.items())
-        print(f"{job_id:<13} {phase:<9} {variant:<16} {levels} {l1!s:>5} {l2!s:>5} "
+        print(f"{job_id:<13} {phase:<9} {variant:<{wide}} {levels} {l1!s:>5} {l2!s:>5} "
               f"{seed:>5}  {status_of(target.run_dir, job_id)}")
     return 0
 

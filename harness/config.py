@@ -194,10 +194,15 @@ def factor_key(name: str) -> str:
     return factor_spec(name).key
 
 
-def config_value(config: MethodConfig, key: str) -> Any:
-    """The value of a dotted key of a config, e.g. config_value(c, "student.hidden") -> 256."""
+def config_value(config: MethodConfig, key: str, missing: Any = dataclasses.MISSING) -> Any:
+    """The value of a dotted key of a config, e.g. config_value(c, "student.hidden") -> 256.
+
+    `missing` is returned for a key this config has not (a key of another student model); without it that
+    is an AttributeError."""
     value: Any = config
     for part in key.split("."):
+        if not hasattr(value, part) and missing is not dataclasses.MISSING:
+            return missing
         value = getattr(value, part)
     return value
 

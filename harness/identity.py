@@ -89,8 +89,11 @@ def without_run_only(method_overrides: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_key(config: MethodConfig) -> str:
-    """Digest of a variant's resolved method config (run-only fields left out): one per table row."""
+def config_key(config: MethodConfig, code: Sequence[tuple[str, str]] = ()) -> str:
+    """Digest of a variant's resolved method config (run-only fields left out) and of the plugin code it runs
+    (harness.plugins.code_of; none for built-ins, whose code is versioned here): one per table row."""
+    if code:
+        return digest(JOB_VERSION, method_identity(config), [list(c) for c in code], length=12)
     return digest(JOB_VERSION, method_identity(config), length=12)
 
 
@@ -148,6 +151,15 @@ def bundle_key(data: str, features: FeatureConfig, teacher: str) -> str:
     return digest(BUNDLE_VERSION, data, features, teacher)
 
 
-def job_id(config: MethodConfig, seed: int, bundle: str) -> str:
-    """A job's identity: its resolved method config (no run-only fields), its seed and its bundle."""
-    return digest(JOB_VERSION, method_identity(config), seed, bundle, length=12)
+def job_id(config: MethodConfig, seed: int, bundle: str, code: Sequence[tuple[str, str]] = (),
+           streams: Mapping[str, int] | None = None) -> str:
+    """A job's identity: its resolved method config (no run-only fields), its seed, its bundle, the code
+    identity of the plugins it uses (an edited plugin is another job; built-ins only: the key as before), and
+    the seeds of the streams that do not follow its seed (harness.streams; none: the key as before streams;
+    the teacher stream is in the bundle)."""
+    parts: list[Any] = [JOB_VERSION, method_identity(config), seed, bundle]
+    if code:
+        parts.append([list(c) for c in code])
+    if streams:
+        parts.append({"streams": dict(sorted(streams.items()))})
+    return digest(*parts, length=12)

@@ -394,6 +394,14 @@ class StudyRecord:
     # The factors its variants set, in column order; () in records written before any key could be a factor
     # (their reports show the paper's four).
     factors: tuple[FactorInfo, ...] = ()
+    plugins: tuple[str, ...] = ()  # [study] plugins as loaded (modules; .py files by absolute path)
+    # The design of seed streams (harness.streams): "crossed" or "nested" (outer to inner: teacher, init, order,
+    # augment), "" when every stream follows the run's seed with one teacher; `streams` names the streams that
+    # vary over a variant's runs (results.csv columns seed_<stream>), `teacher_seeds` the teachers' seeds.
+    # With one seed per run and several teachers, the runs (all their streams together) nest in the teachers.
+    streams_design: str = ""
+    streams: tuple[str, ...] = ()
+    teacher_seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -412,6 +420,7 @@ class JobRecord:
     data: dict[str, Any]
     bundle_key: str
     config_key: str
+    streams: dict[str, int] = field(default_factory=dict)  # stream -> seed, as Result.streams
 
 
 @dataclass(frozen=True)
@@ -480,6 +489,12 @@ class Result:
     bundle_root: str | None = None
     # The study's factors beyond the paper's four: dotted key -> this job's level (a tidy-table column each).
     factors: dict[str, Any] = field(default_factory=dict)
+    # Metrics of plugins (harness.plugins.MetricSpec with a compute): "val_<name>" / "test_<name>" -> value.
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    # Seed of each stream (teacher, init, order, augment; harness.streams) when the study varies streams or
+    # teachers, a results.csv column seed_<stream> each; {} when every stream followed `seed` (and in results
+    # written before streams existed).
+    streams: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     *FACTOR_COLUMNS,
     "lambda1",
     "lambda2",
-    "seed",
+    "seed",  # in a design of seed streams, the run's number; then seed_teacher, seed_init, seed_order and
+    # seed_augment follow it (harness.streams; harness.study.table.results_columns)
     "profile",
     "val_f1",  # macro event-based F1 on validation (%), best epoch
     "test_f1",  # macro event-based F1 on test (%), best epoch's weights
@@ -53,6 +54,9 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "git_commit",
     "sed_scores_eval_version",  # published PSDS values moved between metric package versions
 )
+
+# A plugin's metric (harness.plugins.MetricSpec) gets two columns, val_<name> and test_<name>, after this one.
+LAST_METRIC_COLUMN = "test_collar_f1"
 
 # Columns that must agree between the runs of one table row (harness.report refuses to mix them).
 ROW_IDENTITY_COLUMNS: tuple[str, ...] = ("config_key", "bundle_key")

@@ -248,3 +248,33 @@ def test_flat_and_nested_deltas_round_trip():
         np.testing.assert_array_equal(back[cls].scores, deltas[cls].scores)
         for key, values in deltas[cls].values.items():
             np.testing.assert_array_equal(back[cls].values[key], values)
+
+
+def _netted(clip: np.ndarray, score: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """[K, 3] (clip, score, net change) of the non-zero nets per clip and score, sorted."""
+    cells, where = np.unique(np.stack([clip.astype(float), score]), axis=1, return_inverse=True)
+    net = np.bincount(where.reshape(-1), weights=change, minlength=cells.shape[1])
+    return np.column_stack([cells.T, net])[net != 0]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_changes_netted_per_clip_and_score_are_the_deltas(seed):
+    # the clip bootstrap's input (Context.*_changes): the deltas' entries before netting
+    frame, ids, dur, ref, hop = _random_case(seed)
+    scored = score_set(frame, ids, dur, ref, hop_seconds=hop, classes=CLASSES)
+    changes = {
+        "psds1": scored.fast.intersection_changes(PSDS1.dtc, PSDS1.gtc, PSDS1.cttc),
+        "psds2": scored.fast.intersection_changes(PSDS2.dtc, PSDS2.gtc, PSDS2.cttc),
+        "collar_f1": scored.fast.collar_changes(COLLAR_SECONDS, COLLAR_SECONDS, COLLAR_RATE),
+    }
+    deltas = metric_deltas(scored, list(changes))
+    for name, by_class in changes.items():
+        for cls, c in by_class.items():
+            d = deltas[name][cls]
+            assert set(c.values) == set(d.values), (name, cls)
+            for key, pieces in c.values.items():
+                empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+                clip, rank, change = (np.concatenate([p[i] for p in [empty, *pieces]]) for i in range(3))
+                ours = _netted(clip, c.thresholds[rank], change)
+                theirs = _netted(d.clip, d.scores, d.values[key])
+                np.testing.assert_array_equal(ours, theirs, err_msg=f"{name} {cls} {key}")

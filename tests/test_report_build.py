@@ -334,3 +334,32 @@ def test_convergence_without_any_log(tmp_path):
         (job / "metrics.csv").unlink()
     md = build_report(run_dir, tmp_path / "out").read_text()
     assert "Not checked: no run has a readable per-epoch log" in md and "†" not in md
+
+
+def test_p_a_beats_b_with_newcombe_interval_beside_the_t_test(built):
+    from harness.report.superiority import superiority
+
+    root, md_path = built
+    beyond = pd.read_csv(root / "out1" / "tables" / "table4_val_f1_beyond.csv",
+                         keep_default_na=False).set_index("comparison")
+    for c in COMPARISONS:
+        s, row = superiority(VAL_F1[c["a"]], VAL_F1[c["b"]]), beyond.loc[c["label"]]
+        assert (float(row["superiority"]), float(row["superiority_low"]), float(row["superiority_high"])) == \
+            pytest.approx((s.estimate, s.low, s.high), rel=1e-5)
+        assert row["superiority_method"] == "newcombe"
+        assert row["sources_varied"] == "seed (5): all streams; 1 teacher"  # EM+CS's one seed is among the 5
+    # By hand: every run of EF (38-42) beats every run of SW (34-36): P = 1, Newcombe's interval from 5 runs a side
+    # [0.64, 1]: significant, and meaningful (P >= 0.75) though the interval reaches below 0.75.
+    ef_sw = beyond.loc["Easier first vs all"]
+    assert float(ef_sw["superiority"]) == 1.0 and float(ef_sw["superiority_low"]) == pytest.approx(0.64, abs=0.005)
+    assert (ef_sw["superiority_significant"], ef_sw["superiority_meaningful"],
+            ef_sw["superiority_surely_meaningful"]) == ("Y", "Y", "N")
+    # EF = 40 + o_i beats HF = 39.5 + o_j iff o_i >= o_j: 15 of the 25 pairs
+    assert float(beyond.loc["Easier vs harder first", "superiority"]) == pytest.approx(0.6)
+    assert beyond.loc["Easier vs harder first", "superiority_significant"] == "N"
+    # 5 runs against 1 run: untestable for the t-test, P(A > B) = 1 with a wide interval, not significant
+    assert beyond.loc["Strong + weak vs none", "superiority_significant"] == "N"
+    md = md_path.read_text()
+    assert "| Easier first vs all | 1.00 [0.64, 1.00] | meaningful | seed (5): all streams; 1 teacher |" in md
+    assert "Sources of randomness. The runs varied the run's seed alone" in md
+    assert "meaningful when, besides, P(A > B) is at least γ = 0.75" in md

@@ -106,3 +106,21 @@ def test_the_paper_studies_parse_to_the_same_variants_as_before():
         for v in s.variants:
             assert all(isinstance(level, str) for _, level in v.factors)
     parse_study({"variant": [{"name": "base"}]}, Path("x.toml"))  # a study without factors still parses
+
+
+def test_the_student_model_is_a_factor_and_its_keys_follow_it(tmp_path):
+    from harness.config import CRNNConfig, StudentConfig
+    from harness.study.plan import resolve, variant_config
+
+    s = study(tmp_path, '[grid]\n"student.model" = ["lstm", "crnn"]\n\n[factor."student.model"]\n'
+                        'abbreviations = { lstm = "LSTM", crnn = "CRNN" }\n\n'
+                        '[[variant]]\nname = "narrow-crnn"\n"student.model" = "crnn"\n"student.cnn_channels" = 64\n\n'
+                        '[[comparisons]]\nfactor = "student.model"\nagainst = "lstm"\n')
+    assert [v.name for v in s.variants] == ["narrow-crnn", "LSTM", "CRNN"]
+    resolved = resolve(s, "tiny", tmp_path)
+    configs = {v.name: variant_config(resolved, v).student for v in s.variants}
+    assert type(configs["LSTM"]) is StudentConfig and type(configs["CRNN"]) is CRNNConfig
+    assert configs["narrow-crnn"].cnn_channels == 64 and configs["CRNN"].cnn_channels == CRNNConfig().cnn_channels
+    assert [(c.a, c.b) for c in s.comparisons] == [("CRNN", "LSTM")]  # narrow-crnn also differs in channels
+    with pytest.raises(ConfigError, match="cnn_channels"):  # a CRNN key on the LSTM names the model's keys
+        study(tmp_path, '[[variant]]\nname = "x"\n"student.cnn_channels" = 64\n')

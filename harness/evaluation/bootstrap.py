@@ -402,7 +402,7 @@ def _weighted_psds(scored: ScoredSet, stats: _Statistics, params: PsdsParams,
 def _candidate_columns(fps: _Changes, n_columns: int, weights: np.ndarray, duration: np.ndarray,
                        e_max: float) -> tuple[np.ndarray, _Piece]:
     """(The columns where some row's FP rate may be <= e_max, a superset of those where it is; the FP
-    changes at those columns and above, with maybe some below).
+    changes at the first of them and above, in one piece).
 
     Per range of columns and clip, the FP count at every column of the range is >= the count above
     the range plus the clip's negative changes in it, and >= 0 (a count); weighted by non-negative
@@ -467,7 +467,7 @@ def _class_rocs(stats: _Statistics, name: str, classes: Sequence[str], params: P
     if not len(columns):  # no row weighs anything
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     others = [changes[f"cts\\{o}"] for o in classes if o != name] if params.alpha_ct else []
-    fps = [_from([region], columns[0])]
+    fps = [region]
     steps = [_from(statistic, columns[0]) for statistic in [changes["tps"], *others]]
     # A column where no clip's statistics change repeats the next one (in the same segment): only
     # +inf and the columns with a change are needed (the FP changes netted per clip: many cancel).

@@ -85,6 +85,9 @@ class ClassDeltas:
 
 MetricDeltas = dict[str, ClassDeltas]  # class -> its deltas
 
+# class -> ([U + 1] ascending thresholds then +inf, statistic -> [U + 1] its value over all clips)
+ClassStats = dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]
+
 
 @dataclass(frozen=True)
 class ClassChanges:
@@ -103,8 +106,6 @@ class ClassChanges:
 
     thresholds: np.ndarray
     values: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
-# class -> ([U + 1] ascending thresholds then +inf, statistic -> [U + 1] its value over all clips)
-ClassStats = dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]
 
 
 # ---------------------------------------------------------------------------------------------

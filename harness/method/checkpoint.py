@@ -72,12 +72,15 @@ class TrainState:
     position: EpochPosition | None = None  # None: taken at the end of epoch `epoch`
 
 
-def fingerprint(config: MethodConfig, seed: int) -> str:
-    """What a checkpoint must match to be resumed: the method config and the seed.
+def fingerprint(config: MethodConfig, seed: int, streams: dict[str, int] | None = None) -> str:
+    """What a checkpoint must match to be resumed: the method config, the seed and the seeds of the streams
+    that do not follow it (harness.streams.SeedStreams.differing; none: the fingerprint as before streams).
 
     The device and whether best.pt is kept cannot change the numbers, so they are left out.
     """
     train = dataclasses.replace(config.train, device="auto", checkpoint=True)
+    if streams:
+        return config_hash(dataclasses.replace(config, train=train), seed, dict(streams), length=16)
     return config_hash(dataclasses.replace(config, train=train), seed, length=16)
 
 

@@ -32,6 +32,7 @@ from harness.method.checkpoint import (EpochPosition, TrainState, fingerprint, l
 from harness.method.curriculum import difficulty, generation_of, needs_difficulty, select_unlabeled
 from harness.method.losses import Batch, check_finite, loss_terms
 from harness.bundle import Bundle
+from harness.streams import SeedStreams
 
 log = logging.getLogger("harness.train")
 
@@ -159,6 +160,7 @@ def train_student(
     checkpoint_seconds: float = 300.0,
     on_resume: Callable[[list[EpochRecord]], None] | None = None,
     stop: threading.Event | None = None,
+    streams: SeedStreams | None = None,
 ) -> TrainOutcome:
     """Train one student for `config.train.steps` optimiser steps; keep the best validation epoch.
 
@@ -166,7 +168,10 @@ def train_student(
     seeded here.
 
     Args:
-        config, bundle, seed, device: the method, its data, the seed of every random stream, where to train.
+        config, bundle, seed, device: the method, its data, the run's seed, where to train.
+        streams: the seed of each random stream (harness.streams): init (the initial weights and dropout:
+            torch's global generator), order (the batch order: the numpy Generator), augment (SpecAugment
+            and label noise: its own generator). None: every stream follows `seed`, as before streams existed.
         on_epoch: called with each epoch's record after the epoch (and after its checkpoint).
         checkpoint_path: where to keep the resumable state; None: no checkpoints. When the file holds a
             checkpoint of the same config and seed, training continues from it (a damaged one or another
@@ -183,9 +188,11 @@ def train_student(
     if config.train.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f'train.precision = "bf16": {torch.cuda.get_device_name(device)} has no bfloat16 '
                           'support; use train.precision = "fp32" on this GPU')
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    aug_gen = torch.Generator().manual_seed(seed)
+    # All streams at `seed` draws exactly what one seed drew before streams existed: same ids, same numbers.
+    streams = streams or SeedStreams.following(seed)
+    torch.manual_seed(streams.init)  # before the model is built: its initial weights, then its dropout
+    rng = np.random.default_rng(streams.order)
+    aug_gen = torch.Generator().manual_seed(streams.augment)
     pool = Pool.from_bundle(bundle)
     spec = plugins.models.get(config.student.model, "student.model")  # the LSTM, the CRNN or a plugin's
     model = spec.build(config.student, pool.features["synthetic"].shape[2], len(bundle.classes)).to(device)
@@ -196,7 +203,7 @@ def train_student(
     outcome = TrainOutcome(model=model, best_epoch=0, best_val_f1=-1.0, steps=0)
     loop = _Loop()
     saver = None if checkpoint_path is None else _Checkpointer(
-        Path(checkpoint_path), checkpoint_seconds, fingerprint(config, seed), device,
+        Path(checkpoint_path), checkpoint_seconds, fingerprint(config, seed, streams.differing(seed)), device,
         model, optimiser, rng, aug_gen, outcome, loop)
     position = saver.resume() if saver is not None else None
     if outcome.resumed_from is not None and on_resume is not None:
@@ -392,9 +399,15 @@ def predict(model: torch.nn.Module, features: np.ndarray, mean: np.ndarray, std:
 def evaluate(model: torch.nn.Module, bundle: Bundle, subset: str, config: MethodConfig, device: torch.device
              ) -> Evaluation:
     """Post-processed events and event/segment F1 of `model` on validation or test."""
+    return score(*predict_subset(model, bundle, subset, device), bundle, subset, config)
+
+
+def predict_subset(model: torch.nn.Module, bundle: Bundle, subset: str, device: torch.device
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's frame [N, C, T] and clip [N, C] probabilities on a subset (the only part of an evaluation
+    that needs the model's device; the scoring is CPU work)."""
     mean, std = bundle.norm
-    frame, clip = predict(model, bundle.features(subset), mean, std, device)
-    return score(frame, clip, bundle, subset, config)
+    return predict(model, bundle.features(subset), mean, std, device)
 
 
 def score(frame: np.ndarray, clip: np.ndarray, bundle: Bundle, subset: str, config: MethodConfig) -> Evaluation:

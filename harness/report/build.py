@@ -32,6 +32,7 @@ from harness.records import RescoreRecord, StudyRecord, to_data
 from harness.schema import ROW_IDENTITY_COLUMNS
 from harness.report import convergence, figures, missing, sections, stats, tables
 from harness.study.rundir import read_study_record
+from harness.study.table import read_results
 from harness.report.summary import analyse_summary, read_summary
 from harness.study.rescore import EVENT_RESAMPLES, PSDS_RESAMPLES, read_rescore
 
@@ -143,7 +144,10 @@ def _check_rows_alike(results: pd.DataFrame, path: Path) -> None:
     Raises:
         DataError: naming the variant, what differs and the values.
     """
-    for variant, runs in results.groupby("variant", sort=False):
+    # Several teachers (teacher_seeds): a variant's runs distil from one bundle per teacher, by design.
+    by = ["variant", "seed_teacher"] if "seed_teacher" in results.columns else ["variant"]
+    for keys, runs in results.groupby(by, sort=False, dropna=False):
+        variant = keys[0] if isinstance(keys, tuple) else keys
         for column in ROW_IDENTITY_COLUMNS:
             values = sorted(runs[column].dropna().astype(str).unique())
             if len(values) > 1:
@@ -343,13 +347,13 @@ def _figure_blocks(run_dir: Path, out_dir: Path, study: dict[str, Any], results:
                                  "f1_distribution", "Event-based macro F1 (%)")
     else:
         caption = f"{metric.label} per variant (points: runs; box: quartiles)"
-        stem, ylabel = f"{metric.name}_distribution", f"{tables.METRIC_NAMES.get(metric.base, metric.label)} (%)"
+        stem, ylabel = f"{metric.name}_distribution", f"{tables.metric_names().get(metric.base, metric.label)} (%)"
     split_of = {c.split("_", 1)[0]: c for c in metric.columns}  # "val" / "test" -> column
     split_names = ("validation", "test")
-    if metric.base not in tables.METRIC_NAMES:  # a column of results made elsewhere: no split, no unit known
+    if metric.base not in tables.metric_names():  # a column of results made elsewhere: no split, no unit known
         split_of, ylabel, split_names = {"val": metric.columns[0]}, metric.label, ("", "test")
     ax = figures.plot_f1_distribution(scores(split_of.get("val")), scores(split_of.get("test")), title=caption,
-                                      metric=tables.METRIC_NAMES.get(metric.base, metric.label), ylabel=ylabel,
+                                      metric=tables.metric_names().get(metric.base, metric.label), ylabel=ylabel,
                                       split_names=split_names)
     figures.save_figure(ax.figure, out_dir / "figures" / stem)
     blocks.append(Block("figure", caption, path=Path(f"figures/{stem}.png")))
@@ -463,6 +467,9 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
                                           EVENT_RESAMPLES, PSDS_RESAMPLES)
     blocks += sections.compute_blocks(out_dir, results, variants)
     blocks += _comparison_blocks(out_dir, results, study, choice, test, seed, flagged)
+    blocks += sections.variance_blocks(out_dir, results, study, variants, choice.columns, seed)
+    blocks += sections.tuning_blocks(out_dir, _tuning_records(run_dir, record), study,
+                                     _variant_order(study, results), seed)
     if len(results):
         blocks += _figure_blocks(run_dir, out_dir, study, results, per_class, choice)
         blocks += sections.roc_blocks(out_dir, results, variants, within)
@@ -491,6 +498,7 @@ def _comparison_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, An
     blocks: list[Block] = []
     test_name = "Student's pooled t" if test == "student" else "Welch's t"
     rngs, rows_by_metric = np.random.default_rng(seed).spawn(len(choice.columns)), {}
+    sources = sections.comparison_sources(results, study)
     for i, (column, rng) in enumerate(zip(choice.columns, rngs)):
         heading = _table4_heading(column, first=i == 0)
         rows = rows_by_metric[column] = tables.compare_variants(results, study, column, test, rng=rng)
@@ -499,12 +507,25 @@ def _comparison_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, An
         _write_table(out_dir, f"table4_{column}", tables.comparison_table(rows), display, caption)
         warning = sections.convergence_warning(rows, flagged)
         blocks += [Block("h2", heading), *warning, Block("table", caption, table=display)]
-        blocks += [*warning, *sections.beyond_blocks(out_dir, rows, column)]
+        superior = sections.superiorities(results, study, column)
+        blocks += [*warning, *sections.beyond_blocks(out_dir, rows, column, superior, sources)]
     blocks.append(Block("p", HOW_TO_READ.format(test=test_name)))
     blocks.append(Block("p", sections.HOW_TO_READ_BEYOND))
+    blocks.append(Block("p", sections.randomness_note(results, _compared_variants(study))))
     blocks += sections.forest_blocks(out_dir, rows_by_metric, flagged=flagged)
     blocks += sections.sequential_blocks(out_dir, results, study, seed, metric=choice.columns[0], flagged=flagged)
     return blocks
+
+
+def _compared_variants(study: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(v for c in study.get("comparisons", []) for v in (c["a"], c["b"])))
+
+
+def _tuning_records(run_dir: Path, record: StudyRecord) -> list[Any]:
+    """The finished tuning jobs of the current plan (phase "tune"); [] for a study without [tune]."""
+    if not record.tune_jobs:
+        return []
+    return read_results(run_dir / "jobs", set(record.tune_jobs), phase="tune")
 
 
 def _missing_blocks(run_dir: Path, record: StudyRecord, results: pd.DataFrame, rescored: bool) -> list[Block]:

@@ -383,6 +383,64 @@ def plot_sequential_paths(
     return fig
 
 
+@dataclass(frozen=True)
+class TuningLine:
+    """One variant's expected best score against a budget (trials or compute), with its band; shapes (N,)."""
+
+    budget: np.ndarray
+    expected_max: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def plot_tuning_curves(lines: Mapping[str, TuningLine], xlabel: str, ylabel: str, title: str,
+                       ax: Axes | None = None) -> Axes:
+    """Expected best validation score after a budget of tuning, one line and shaded band per variant."""
+    ax = _new_ax(ax, 7.5, 4.2)
+    for name, line in lines.items():
+        (drawn,) = ax.plot(line.budget, line.expected_max, marker="o", markersize=3, linewidth=1.5, label=name,
+                           zorder=3)
+        ax.fill_between(line.budget, line.low, line.high, color=drawn.get_color(), alpha=0.2, linewidth=0,
+                        zorder=2)
+    if len(lines) > 1:
+        _legend_outside(ax)
+    return _style(ax, title, xlabel, ylabel)
+
+
+@dataclass(frozen=True)
+class ShareBar:
+    """One variance component's share of the variance (in [0, 1]) with its interval."""
+
+    component: str
+    share: float
+    low: float
+    high: float
+
+
+def plot_variance_shares(groups: Mapping[str, Sequence[ShareBar]], title: str, ax: Axes | None = None) -> Axes:
+    """Grouped bars: per group (a variant), one bar per component, its share of the variance with whiskers
+    for its interval. A component keeps its colour in every group, so groups compare at a glance."""
+    components = list(dict.fromkeys(bar.component for bars in groups.values() for bar in bars))
+    ax = _new_ax(ax, min(12.0, 3.0 + 1.2 * len(groups) * max(1, len(components)) / 2), 4.2)
+    width = 0.8 / max(1, len(components))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labelled: set[str] = set()  # one legend entry per component
+    for g, bars in enumerate(groups.values()):
+        for bar in bars:
+            j = components.index(bar.component)
+            x = g - 0.4 + width * (j + 0.5)
+            ax.bar(x, 100 * bar.share, width, color=colors[j % len(colors)], zorder=3,
+                   label=None if bar.component in labelled else bar.component)
+            labelled.add(bar.component)
+            ax.errorbar(x, 100 * bar.share, yerr=[[100 * (bar.share - bar.low)], [100 * (bar.high - bar.share)]],
+                        fmt="none", ecolor="black", capsize=3, linewidth=1, zorder=4)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([_wrap(name, 1.6, SMALL_FONT) for name in groups], fontsize=SMALL_FONT)
+    ax.set_ylim(0, 100)
+    _legend_outside(ax)
+    return _style(ax, title, "", "share of the variance between runs (%)")
+
+
 def save_figure(fig: Figure, stem: Path) -> tuple[Path, Path]:
     """Write stem.png and stem.pdf with metadata fixed (no dates, no software version) and close."""
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,12 @@
   run with `--until-decided`) or, for a fixed-seed study, is applied in retrospect.
 - `summary_blocks`: the configurations as published, the Bayesian and power columns that need only
   means, sds and n, and the forest plot, for `report --summary`.
+- `superiorities`, `comparison_sources`, `randomness_note`: P(A > B) with Newcombe's interval and
+  Bouthillier et al.'s decision (harness.report.superiority) for the beyond table, and the sources of
+  randomness each comparison's runs varied.
+- `variance_blocks`: each seed stream's share of a variant's variance (harness.report.variance), for runs
+  with stream columns (seed_init, seed_order, seed_augment, seed_teacher).
+- `tuning_blocks`: what the [tune] stage bought each variant (harness.report.tuning_curve).
 
 Every random draw comes from `np.random.default_rng(seed)` (REPORT_SEED unless given), split into
 independent child generators per table and comparison: the same runs give the same numbers.
@@ -15,25 +21,35 @@ independent child generators per table and comparison: the same runs give the sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from harness.errors import DataError
 from harness.report import figures, sequential, stats, tables
+from harness.report.superiority import Superiority, superiority
+from harness.report.tuning_curve import (DEFAULT_RESAMPLES, TuningCurve, budget_reading, compare_budgets,
+                                         tuning_curve)
+from harness.report.variance import DEFAULT_DRAWS, RESIDUAL, Design, DesignError, reading, variance_components
 
 REPORT_SEED = 0
 
 HOW_TO_READ_BEYOND = (
     "How to read the tables beyond the t-test. P(A > B) is the probability that a run of a scores higher "
-    "than a run of b (ties count half; Bouthillier et al. 2021), with its 95 % percentile bootstrap "
-    "interval: an interval above 0.5 says a is reliably better, and above about 0.75 that the gain is "
-    "worth having. Δ mean [95 % bootstrap CI] is the difference of means with an interval that does not "
-    "assume normal scores (compare it with the t interval of Table 4). ASO ε(A≻B) / ε(B≻A) are Almost "
-    "Stochastic Order's upper bounds on how far each direction of dominance is violated (Dror et al. "
-    "2019; deepsig's algorithm): ε(A≻B) < 0.5 says a is better more often than not, < 0.2 (deepsig's "
-    "recommendation) that a is better; both near 0.5 means no order. P(A better) / P(equiv.) / "
+    "than a run of b (ties count half; Bouthillier et al. 2021), with its 95 % interval by Newcombe's "
+    "Method 5 (2006), which stays informative when the runs of a and b do not overlap, where a bootstrap "
+    "interval collapses to [1, 1] (the bootstrap one is kept in the CSV as pi_low, pi_high). Bouthillier et "
+    "al.'s reading: a is significantly better when the whole interval lies above 0.5, and the gain is "
+    "meaningful when, besides, P(A > B) is at least γ = 0.75 (\"interval ≥ 0.75\": even its lower end is); "
+    "\"B better\" when the interval lies below 0.5. Sources varied says which sources of randomness the "
+    "compared runs varied: P(A > B) is over those only. Δ mean [95 % bootstrap CI] is the difference of "
+    "means with an interval that does not assume normal scores (compare it with the t interval of Table 4). "
+    "ASO ε(A≻B) / ε(B≻A) are Almost Stochastic Order's upper bounds on how far each direction of dominance "
+    "is violated (Dror et al. 2019; deepsig's algorithm): ε(A≻B) < 0.5 says a is better more often than "
+    "not, < 0.2 (deepsig's recommendation) that a is better; both near 0.5 means no order. P(A better) / P(equiv.) / "
     "P(B better) is the Bayesian comparison of the means (Benavoli et al. 2017; Student posterior, "
     "flat prior, computed with baycomp): the posterior probability that the difference exceeds the "
     "ROPE, lies within ±ROPE F1 points (practically equivalent), or falls below it; decide when one of "
@@ -92,12 +108,24 @@ def forest_blocks(out_dir: Path, rows_by_metric: dict[str, Sequence[stats.Compar
     return [*convergence_warning(first, flagged or {}), _block("figure", caption, path=Path(f"figures/{stem}.png"))]
 
 
-def beyond_blocks(out_dir: Path, rows: Sequence[stats.Comparison], metric: str) -> list[Any]:
-    """The "beyond the t-test" table of one metric (files table4_<metric>_beyond.*)."""
+def beyond_blocks(out_dir: Path, rows: Sequence[stats.Comparison], metric: str,
+                  superiorities: Sequence[Superiority | None] | None = None,
+                  sources: Sequence[str] | None = None) -> list[Any]:
+    """The "beyond the t-test" table of one metric (files table4_<metric>_beyond.*).
+
+    Args:
+        superiorities: per row, P(A > B) by harness.report.superiority (see `superiorities`): shown with
+            Newcombe's interval and Bouthillier et al.'s decision, and written as the superiority_* columns.
+        sources: per row, the sources of randomness its runs varied (`comparison_sources`).
+    """
     what = tables.METRIC_LABELS.get(metric, metric)
     caption = f"Beyond the t-test on {what}"
-    display = tables.display_beyond_table(rows)
-    _write(out_dir, f"table4_{metric}_beyond", tables.comparison_table(rows), display, caption)
+    display = tables.display_beyond_table(rows, superiorities, sources)
+    numeric = tables.comparison_table(rows)
+    if superiorities is not None:
+        extra = tables.superiority_columns(superiorities, sources if sources is not None else [""] * len(rows))
+        numeric = pd.concat([numeric, extra], axis=1)
+    _write(out_dir, f"table4_{metric}_beyond", numeric, display, caption)
     return [_block("table", caption, table=display)]
 
 
@@ -389,3 +417,326 @@ def pairs_warning(pairs: Sequence[tuple[str, str, str]], flagged: dict[str, tupl
     return [_block("p", f"Warning, not converged: {labels} {verb} {_flag_list(variants)}, whose validation F1 "
                         "was still improving when training ended; a difference may reflect the step budget as "
                         "much as the method (see Convergence).")]
+
+
+# ---------------------------------------------------------------- sources of randomness, P(A > B)
+
+# results.csv columns of the seed streams (issue 24) -> stream name, outer to inner: the order of a nested
+# design (a teacher holds several inits, an init several batch orders).
+STREAM_COLUMNS: dict[str, str] = {"seed_teacher": "teacher", "seed_init": "init", "seed_order": "order",
+                                  "seed_augment": "augment"}
+# Tags of the sections' generators (section_generator): distinct from Table 4's children of the report seed.
+VARIANCE_TAG = 1
+TUNING_TAG = 2
+
+
+def section_generator(seed: int, tag: int, *keys: int) -> np.random.Generator:
+    """The generator of one item (variant, metric) of a section: seeded by the report seed, the section's tag and
+    the item's keys, so adding a section or a variant never shifts the numbers of another."""
+    return np.random.default_rng([seed, tag, *keys])
+
+
+@dataclass(frozen=True)
+class StreamGroup:
+    """Seed streams that split a set of runs the same way: they varied together and count as one factor.
+
+    Attributes:
+        name: the stream ("init"), or the streams joined by "+" ("init+order+augment") when they moved together.
+        column: a results column holding the group's level ids.
+        levels: distinct levels among the runs.
+    """
+
+    name: str
+    column: str
+    levels: int
+
+
+def stream_groups(runs: pd.DataFrame) -> list[StreamGroup]:
+    """The seed streams that varied across `runs` (>= 2 levels), streams whose levels split the runs identically
+    merged (a study whose streams all follow the run's seed has one group), outer stream first."""
+    names: dict[tuple[int, ...], list[str]] = {}
+    columns: dict[tuple[int, ...], str] = {}
+    for column, name in STREAM_COLUMNS.items():
+        if column in runs and runs[column].nunique() >= 2:
+            key = tuple(pd.factorize(runs[column])[0])  # codes in order of first appearance: equal iff same split
+            names.setdefault(key, []).append(name)
+            columns.setdefault(key, column)
+    return [StreamGroup("+".join(n), columns[key], len(set(key))) for key, n in names.items()]
+
+
+def _words(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def sources_varied(runs: pd.DataFrame) -> str:
+    """Which sources of randomness `runs` varied, briefly, with their levels: "init (3), order (3); augment fixed;
+    1 teacher", or "seed (5): all streams; 1 teacher" where the run's seed drives every stream."""
+    if not any(c in runs for c in STREAM_COLUMNS):  # today's default: one seed per run, one teacher per study
+        seeds = int(runs["seed"].nunique()) if "seed" in runs else len(runs)
+        if not _harness_runs(runs):
+            return f"seed ({seeds}); streams not recorded"
+        return f"seed ({seeds}): all streams; 1 teacher"
+    groups = stream_groups(runs)
+    varied = ", ".join(f"{' + '.join(g.name.split('+'))} ({g.levels}{', together' if '+' in g.name else ''})"
+                       for g in groups)
+    parts = [varied] if varied else []
+    fixed = [name for column, name in STREAM_COLUMNS.items()
+             if column in runs and runs[column].nunique() < 2 and name != "teacher"]
+    if fixed:
+        parts.append(f"{_words(fixed)} fixed")
+    if not any("teacher" in g.name.split("+") for g in groups):
+        parts.append("1 teacher")
+    return "; ".join(parts)
+
+
+def _harness_runs(runs: pd.DataFrame) -> bool:
+    """Runs of the harness (results.csv has their bundle_key) rather than results made elsewhere (`report
+    --results`), whose sources of randomness the harness does not know."""
+    return "bundle_key" in runs
+
+
+def superiorities(results: pd.DataFrame, study: dict[str, Any], metric: str) -> list[Superiority | None]:
+    """P(A > B) with Newcombe's interval for each of the study's comparisons, on the runs Table 4 compares (the
+    seeds both arms finished when paired); None where a side has no run."""
+    paired = bool(study.get("paired", False))
+    out: list[Superiority | None] = []
+    for c in study.get("comparisons", []):
+        a, b = tables.comparison_scores(results, c["a"], c["b"], metric, paired)
+        out.append(superiority(a, b) if a.size and b.size else None)
+    return out
+
+
+def comparison_sources(results: pd.DataFrame, study: dict[str, Any]) -> list[str]:
+    """For each comparison of the study, the sources of randomness its runs (of a and of b) varied."""
+    if "variant" not in results:
+        return ["" for _ in study.get("comparisons", [])]
+    return [sources_varied(results[results["variant"].isin([c["a"], c["b"]])]) for c in study.get("comparisons", [])]
+
+
+def randomness_note(results: pd.DataFrame, variants: Sequence[str]) -> str:
+    """The how-to-read paragraph on the sources of randomness the compared runs varied."""
+    runs = results[results["variant"].isin(list(variants))] if "variant" in results else results
+    if any(c in runs for c in STREAM_COLUMNS):
+        what = f"these sources (levels over the compared runs): {sources_varied(runs)}"
+    elif not _harness_runs(runs):
+        what = ("a seed each, as the file records them; which sources of randomness (initialisation, data order, "
+                "augmentation, a teacher or pretrained model) each seed drove is not known to the harness")
+    else:
+        what = ("the run's seed alone, which drives every stream at once (the student's initial weights, the batch "
+                "order and the curriculum's ties, SpecAugment's masks and label noise); the teacher was trained once "
+                "for the study, so its variance is in no comparison")
+    return ("Sources of randomness. The runs varied " + what + ". P(A > B), the t-test and every interval of these "
+            "tables measure the spread these sources cause, and only it: a source held fixed adds variance that a "
+            "rerun of the whole pipeline would show and these intervals do not. Bouthillier et al. (2021) measured "
+            "that the sources contribute very differently and that varying only some of them understates the "
+            "variance; they recommend randomising every source and deciding with P(A > B).")
+
+
+# ---------------------------------------------------------------- variance components of seed streams
+
+VARIANCE_NOTE = (
+    "How to read the variance components. Each seed stream that varied over a variant's runs is a random factor; "
+    "its component is how much the metric varies (in points²) when only that stream's seed changes, and its "
+    "share is the component over the sum of all components. Estimator: ANOVA expected mean squares of the "
+    "{design} design (harness.report.variance; exact and closed-form for a balanced design, which is what the "
+    "harness runs: REML, e.g. statsmodels' MixedLM, gives the same estimates there unless one is negative); a "
+    "negative estimate is reported as 0. Intervals: 95 % generalized confidence intervals (Weerahandi 1993) "
+    "from {draws:,} pivot draws, which stay defined when an estimate is 0 and give the shares' intervals from "
+    "the same draws. The residual holds "
+    "what the design does not separate: interactions between streams, repeated cells, and any stream that "
+    "changes with every run. Trust a share's interval, not its point: with 2-3 levels a stream has 1-2 degrees "
+    "of freedom and its interval spans most of [0, 100] %."
+)
+
+
+def stream_design(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """A variant's runs as a design of seed streams: (a column per factor, named by its stream group; the
+    factors; the groups that change with every run, which the design cannot tell from the residual)."""
+    groups = stream_groups(runs)
+    factors = [g for g in groups if g.levels < len(runs)]
+    frame = pd.DataFrame({g.name: runs[g.column].to_numpy() for g in factors}, index=runs.index)
+    return frame, [g.name for g in factors], [g.name for g in groups if g.levels == len(runs)]
+
+
+def _stream_labels(factors: Sequence[str], absorbed: Sequence[str]) -> dict[str, str]:
+    """How the plain reading names merged streams, and the residual when it holds whole streams."""
+    labels = {f: f"the {_words(f.split('+'))} streams together" for f in factors if "+" in f}
+    if absorbed:
+        streams = [s for name in absorbed for s in name.split("+")]
+        several = len(streams) > 1
+        labels[RESIDUAL] = (f"what the design does not separate (the {_words(streams)} stream{'s' if several else ''}, "
+                            f"which change{'' if several else 's'} with every run, interactions and run-to-run noise)")
+    return labels
+
+
+def _streams_design(study: dict[str, Any]) -> Design:
+    """study.json's `streams_design`: "crossed" (the default) or "nested" (streams outer to inner as in
+    STREAM_COLUMNS)."""
+    design = study.get("streams_design") or "crossed"
+    if design not in ("crossed", "nested"):
+        raise DataError(f"study.json: streams_design is {design!r}; it must be 'crossed' or 'nested'")
+    return design
+
+
+def variance_blocks(out_dir: Path, results: pd.DataFrame, study: dict[str, Any], variants: Sequence[str],
+                    metrics: Sequence[str], seed: int = REPORT_SEED) -> list[Any]:
+    """Variance components of the seed streams per variant (table and figure variance_components.*), with the
+    plain reading; [] when no variant's runs carry a stream column with 2 or more levels besides the run."""
+    if not len(results) or not any(c in results for c in STREAM_COLUMNS):
+        return []
+    design = _streams_design(study)
+    analysed, refused, readings = [], [], []
+    for i, variant in enumerate(variants):
+        runs = results[results["variant"] == variant]
+        frame, factors, absorbed = stream_design(runs)
+        if not factors:
+            continue
+        labels = _stream_labels(factors, absorbed)
+        for j, metric in enumerate(metrics):
+            what = tables.SHORT_LABELS.get(metric, metric)
+            try:
+                vc = variance_components(frame.assign(**{metric: runs[metric]}), factors, metric,
+                                         section_generator(seed, VARIANCE_TAG, i, j), design=design)
+            except DesignError as e:
+                refused.append(_block("p", f"{variant} ({what}): not estimated: {e}."))
+                continue
+            analysed.append((variant, metric, vc))
+            readings.append(_block("p", f"{variant} ({what}): {reading(vc, labels)}"))
+    if not analysed and not refused:
+        return []
+    blocks = [_block("h2", "Where the variance comes from: seed streams")]
+    if analysed:
+        numeric, display = tables.variance_table(analysed)
+        caption = f"Variance components of the seed streams per variant ({design} design; 95 % intervals)"
+        _write(out_dir, "variance_components", numeric, display, caption)
+        several = len(metrics) > 1
+        groups = {f"{v} ({tables.SHORT_LABELS.get(m, m)})" if several else v:
+                  [figures.ShareBar(c.name, c.share, c.share_low, c.share_high) for c in vc.components]
+                  for v, m, vc in analysed}
+        fig_caption = "Share of the variance between runs per seed stream, with 95 % generalized intervals"
+        ax = figures.plot_variance_shares(groups, fig_caption)
+        figures.save_figure(ax.figure, out_dir / "figures" / "variance_components")
+        blocks += [_block("table", caption, table=display), *readings,
+                   _block("figure", fig_caption, path=Path("figures/variance_components.png"))]
+    return [*blocks, *refused, _block("p", VARIANCE_NOTE.format(design=design, draws=DEFAULT_DRAWS))]
+
+
+# ---------------------------------------------------------------- what tuning buys
+
+TUNING_NOTE = (
+    "How to read what tuning buys. A trial is one point (lambda1, lambda2) of the [tune] grid, scored by its mean "
+    "validation F1 over its tuning seeds, the score the harness chose the point by. The curve is the expected "
+    "best of k trials drawn at random without replacement from the grid: the mean of the best score over every "
+    "k-subset of the grid's points (Tang et al. 2020's unbiased estimator of Dodge et al. 2019's expected "
+    "validation performance, not Dodge et al.'s with-replacement formula, which is biased low as k nears N). "
+    "k = 1 is the grid's mean, k = N its best point, the one chosen. Compute is k x the mean cost of a trial "
+    "(the summed wall time of its tuning jobs). Band: 95 % pointwise percentile bootstrap over the grid's points "
+    "({resamples:,} resamples): it shows how much the curve owes to which points happened to score well, and it "
+    "is too narrow as k nears N (no resample goes beyond the best score found), so read an order at large budgets "
+    "as indicative. A curve flat beyond a small k says the variant's result owes little to tuning; curves that "
+    "cross say the comparison's winner depends on the tuning budget. The best of all trials is a maximum over "
+    "the grid on the same validation data: it is optimistic, and the replicate runs' validation F1 (Table 4) is "
+    "the unbiased score of the chosen point."
+)
+
+
+def tuning_points(records: Sequence[Any]) -> pd.DataFrame:
+    """One row per (variant, lambda1, lambda2) of the tuning grid: `val_f1`, the mean over its tuning jobs with a
+    score (as harness.study.runner.choose_lambdas scores it), `jobs` and their summed `seconds`.
+
+    Args:
+        records: harness.records.Result of phase "tune".
+    """
+    frame = pd.DataFrame([{"variant": r.variant, "lambda1": r.lambda1, "lambda2": r.lambda2,
+                           "val_f1": np.nan if r.val_f1 is None else float(r.val_f1),
+                           "wall_seconds": float(r.wall_seconds)} for r in records],
+                         columns=["variant", "lambda1", "lambda2", "val_f1", "wall_seconds"])
+    points = frame.groupby(["variant", "lambda1", "lambda2"], sort=True).agg(
+        val_f1=("val_f1", "mean"), jobs=("val_f1", "size"), seconds=("wall_seconds", "sum")).reset_index()
+    return points[np.isfinite(points["val_f1"].to_numpy(dtype=float))]
+
+
+def compute_unit(seconds: float) -> tuple[str, float]:
+    """The unit a compute axis reads best in, by its largest value: ("s", 1), ("min", 60) or ("h", 3600)."""
+    if seconds < 300:
+        return "s", 1.0
+    return ("min", 60.0) if seconds < 300 * 60 else ("h", 3600.0)
+
+
+def tuning_curves(points: pd.DataFrame, order: Sequence[str], seed: int = REPORT_SEED
+                  ) -> tuple[dict[str, TuningCurve], str]:
+    """variant -> its tuning curve (without-replacement estimator, bootstrap band, compute in the unit returned),
+    in `order` (study order; variants not in it after, by name). Variant i of that list draws from
+    section_generator(seed, TUNING_TAG, i)."""
+    tuned = set(points["variant"])
+    names = [v for v in order if v in tuned] + sorted(tuned - set(order))
+    longest = max((points[points["variant"] == v]["seconds"].sum() for v in names), default=0.0)
+    unit, scale = compute_unit(float(longest))
+    curves = {}
+    for i, v in enumerate(names):
+        grid = points[points["variant"] == v]
+        curves[v] = tuning_curve(grid["val_f1"].to_numpy(dtype=float), section_generator(seed, TUNING_TAG, i),
+                                 costs=grid["seconds"].to_numpy(dtype=float) / scale)
+    return curves, unit
+
+
+def tuning_blocks(out_dir: Path, records: Sequence[Any], study: dict[str, Any], order: Sequence[str],
+                  seed: int = REPORT_SEED) -> list[Any]:
+    """What tuning buys (tables tuning_curve.*, tuning_budget.*, figure tuning_curves.*); [] without tuning
+    results (a study without [tune])."""
+    points = tuning_points(records)
+    if points.empty:
+        return []
+    curves, unit = tuning_curves(points, order, seed)
+    by_variant = {v: points[points["variant"] == v] for v in curves}
+    numeric, display = tables.tuning_table(curves, {v: float(p["seconds"].mean()) for v, p in by_variant.items()},
+                                           {v: float(p["jobs"].mean()) for v, p in by_variant.items()})
+    caption = "Expected best validation F1 (%) after k tuning trials [95 % bootstrap band]"
+    _write(out_dir, "tuning_curve", numeric, display, caption)
+    blocks = [_block("h2", "What tuning buys: expected best validation F1 against the tuning budget"),
+              _block("table", caption, table=display), *_budget_blocks(out_dir, curves, study, unit),
+              _block("figure", _tuning_figure(out_dir, curves, unit), path=Path("figures/tuning_curves.png")),
+              _block("p", TUNING_NOTE.format(resamples=DEFAULT_RESAMPLES))]
+    return blocks
+
+
+def _budget_blocks(out_dir: Path, curves: dict[str, TuningCurve], study: dict[str, Any], unit: str) -> list[Any]:
+    """Per comparison of two tuned variants, on trials and on compute: does the order change with the budget?"""
+    entries = []
+    for c in study.get("comparisons", []):
+        a, b = c["a"], c["b"]
+        if a not in curves or b not in curves:
+            continue
+        label = c.get("label", f"{a} vs {b}")
+        for axis in ("trials", "compute"):
+            bc = compare_budgets(curves[a], curves[b], axis)
+            if not bc.budget.size:  # on compute: one variant's whole grid costs less than a trial of the other
+                continue
+            text = budget_reading(bc, a, b)
+            if axis == "compute":  # budget_reading names the budget "compute": give it its unit
+                text = text.replace(" compute", f" job-{unit}")
+            entries.append((label, a, b, bc, text))
+    if not entries:
+        return []
+    numeric, display = tables.budget_table(entries, unit)
+    caption = "Does the order of two variants change with the tuning budget? (a vs b, expected best of each)"
+    _write(out_dir, "tuning_budget", numeric, display, caption)
+    return [_block("table", caption, table=display)]
+
+
+def _tuning_figure(out_dir: Path, curves: dict[str, TuningCurve], unit: str) -> str:
+    """Two panels, against trials and against compute; returns the caption."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(12.0, 4.2))
+    for i, (axis, xlabel) in enumerate((("trials", "tuning trials (grid points)"),
+                                        ("compute", f"compute (job-{unit})"))):
+        lines = {v: figures.TuningLine(c.k if axis == "trials" else c.compute, c.expected_max, c.low, c.high)
+                 for v, c in curves.items()}
+        figures.plot_tuning_curves(lines, xlabel, "expected best validation F1 (%)", f"against {axis}",
+                                   ax=fig.add_subplot(1, 2, i + 1))
+    caption = ("Expected best validation F1 after k tuning trials, against trials and against compute "
+               "(band: 95 % pointwise bootstrap)")
+    fig.suptitle(caption, fontsize=10)
+    figures.save_figure(fig, out_dir / "figures" / "tuning_curves")
+    return caption

@@ -16,17 +16,17 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.builtins import PAPER_FACTORS
+from harness.builtins import BUILTIN_METRICS, PAPER_FACTORS
 from harness.plugins import FactorSpec, level_text
 from harness.report import stats
 from harness.report.summary import SummaryComparison
+from harness.report.superiority import DEFAULT_GAMMA, Superiority
 
 # The paper's four factors as reports show them: their short names and column headers (harness.builtins).
 FACTOR_HEADERS: dict[str, str] = {f.name: f.label for f in PAPER_FACTORS}
 # The metrics a report can be built on (`report --metric`): name -> label. Each is a pair of results.csv
 # columns, val_<name> and test_<name>; "f1" is the paper's event-based macro F1.
-METRIC_NAMES: dict[str, str] = {"f1": "F1", "segment_f1": "segment F1", "psds1": "PSDS1", "psds2": "PSDS2",
-                                "intersection_f1": "intersection F1", "collar_f1": "collar F1"}
+METRIC_NAMES: dict[str, str] = {m.name: m.label for m in BUILTIN_METRICS}  # harness.builtins
 SPLIT_PREFIXES: dict[str, tuple[str, str]] = {"val": ("validation", "val"), "test": ("test", "test")}  # long, short
 METRIC_LABELS: dict[str, str] = {f"{prefix}_{name}": f"{long} {label}" for name, label in METRIC_NAMES.items()
                                  for prefix, (long, _) in SPLIT_PREFIXES.items()}  # "val_f1": "validation F1"
@@ -139,6 +139,13 @@ class MetricChoice:
         return self.name if self.name in METRIC_NAMES or self.name not in METRIC_LABELS else self.name.split("_", 1)[1]
 
 
+def metric_names() -> dict[str, str]:
+    """Every registered metric (built-ins and loaded plugins): name -> label."""
+    from harness import plugins
+
+    return {name: plugins.metrics.get(name).label for name in plugins.metrics}
+
+
 def choose_metric(name: str, available: Sequence[str]) -> MetricChoice:
     """The MetricChoice of `name` among the columns of a results table.
 
@@ -148,12 +155,15 @@ def choose_metric(name: str, available: Sequence[str]) -> MetricChoice:
     from harness.errors import ConfigError
 
     available = set(available)
-    pairs = [m for m in METRIC_NAMES if {f"val_{m}", f"test_{m}"} <= available]
-    singles = [c for c in METRIC_LABELS if c in available]
+    names = metric_names()
+    labels = {f"{prefix}_{m}": f"{long} {label}" for m, label in names.items()
+              for prefix, (long, _) in SPLIT_PREFIXES.items()}
+    pairs = [m for m in names if {f"val_{m}", f"test_{m}"} <= available]
+    singles = [c for c in labels if c in available]
     if name in pairs:
-        return MetricChoice(name, (f"val_{name}", f"test_{name}"), METRIC_NAMES[name])
+        return MetricChoice(name, (f"val_{name}", f"test_{name}"), names[name])
     if name in singles:
-        return MetricChoice(name, (name,), METRIC_LABELS[name])
+        return MetricChoice(name, (name,), labels[name])
     raise ConfigError(f"--metric {name!r}: not a metric of this run's results.csv; valid: "
                       f"{', '.join(pairs + singles)}")
 
@@ -493,20 +503,31 @@ def _interval(point: float | None, low: float | None, high: float | None, fmt: s
     return f"{format(point, fmt)} [{format(low, fmt)}, {format(high, fmt)}]"
 
 
-def display_beyond_table(rows: Sequence[stats.Comparison]) -> pd.DataFrame:
+def display_beyond_table(rows: Sequence[stats.Comparison], superiorities: Sequence[Superiority | None] | None = None,
+                         sources: Sequence[str] | None = None) -> pd.DataFrame:
     """"Beyond the t-test" strings: P(A > B), bootstrap interval, ASO, Bayesian ROPE, power per alpha.
 
     Columns whose statistic no row has (e.g. the resampling ones from summary statistics) are left out.
+
+    Args:
+        superiorities: per row, its harness.report.superiority.Superiority (None where a side has no run):
+            P(A > B) is then shown with Newcombe's interval and Bouthillier et al.'s decision, in place of the
+            percentile bootstrap interval (which collapses to [1, 1] when the runs do not overlap).
+        sources: per row, the sources of randomness its runs varied (sources_varied), shown beside it.
     """
     alphas = rows[0].alphas if rows else stats.DEFAULT_ALPHAS
     power_header = "Seeds/arm for 80 % power at α = " + " / ".join(f"{a:g}" for a in alphas)
     records = []
-    for r in rows:
+    for i, r in enumerate(rows):
         mean_ok = r.diff is not None and r.boot_low is not None
+        if superiorities is None:
+            pab = {"P(A > B) [95 % CI]": (_interval(r.prob_improvement, r.pi_low, r.pi_high, ".2f")
+                                          if r.pi_low is not None else _num(r.prob_improvement, ".2f"))}
+        else:
+            pab = _superiority_cells(superiorities[i], None if sources is None else sources[i])
         rec = {
             "Comparison": r.label,
-            "P(A > B) [95 % CI]": (_interval(r.prob_improvement, r.pi_low, r.pi_high, ".2f") if r.pi_low is not None
-                                   else _num(r.prob_improvement, ".2f")),
+            **pab,
             "Δ mean [95 % bootstrap CI]": (f"{r.diff:+.2f} [{r.boot_low:+.2f}, {r.boot_high:+.2f}]" if mean_ok
                                            else DASH),
             "ASO ε(A≻B) / ε(B≻A)": (DASH if r.aso_a is None or r.aso_b is None
@@ -523,6 +544,45 @@ def display_beyond_table(rows: Sequence[stats.Comparison]) -> pd.DataFrame:
         if column in out and (out[column] == DASH).all():
             out = out.drop(columns=[column])
     return out
+
+
+SUPERIORITY_HEADER = "P(A > B) [95 % Newcombe CI]"
+DECISION_HEADER = f"Bouthillier et al. (γ = {DEFAULT_GAMMA:g})"
+
+
+def superiority_decision(s: Superiority) -> str:
+    """Bouthillier et al. 2021's reading of a harness.report.superiority.Superiority, in a few words."""
+    if s.surely_meaningful:
+        return f"meaningful (interval ≥ {s.gamma:g})"
+    if s.meaningful:
+        return "meaningful"
+    if s.significant:
+        return f"significant, below {s.gamma:g}"
+    return "B better" if s.high < 0.5 else "not significant"
+
+
+def _superiority_cells(s: Superiority | None, sources: str | None) -> dict[str, str]:
+    cells = {SUPERIORITY_HEADER: DASH if s is None else _interval(s.estimate, s.low, s.high, ".2f"),
+             DECISION_HEADER: DASH if s is None else superiority_decision(s)}
+    if sources is not None:
+        cells["Sources varied"] = sources
+    return cells
+
+
+def superiority_columns(superiorities: Sequence[Superiority | None], sources: Sequence[str]) -> pd.DataFrame:
+    """The numeric columns of P(A > B) by harness.report.superiority (Newcombe's interval, Bouthillier et al.'s
+    decision) and the sources each comparison's runs varied, one row per comparison (NaN, "" where a side has
+    no run); the bootstrap interval of the same estimate stays in comparison_table's pi_low / pi_high."""
+    def flag(s: Superiority | None, name: str) -> str:
+        return "" if s is None else ("Y" if getattr(s, name) else "N")
+
+    return pd.DataFrame([{
+        "superiority": np.nan if s is None else s.estimate, "superiority_low": np.nan if s is None else s.low,
+        "superiority_high": np.nan if s is None else s.high,
+        "superiority_method": "" if s is None else s.method,
+        "superiority_significant": flag(s, "significant"), "superiority_meaningful": flag(s, "meaningful"),
+        "superiority_surely_meaningful": flag(s, "surely_meaningful"), "sources_varied": src,
+    } for s, src in zip(superiorities, sources)])
 
 
 def drop_empty_note(display: pd.DataFrame) -> pd.DataFrame:
@@ -570,6 +630,93 @@ def published_configuration_table(configurations: Sequence[Any]) -> pd.DataFrame
     """
     return pd.DataFrame([{"Experiment": c.name, "n": str(c.n), "Mean ± sd (as published)":
                           f"{c.mean.text} ± {c.sd.text}"} for c in configurations])
+
+
+# ---------------------------------------------------------------- variance components, what tuning buys
+
+def variance_table(results: Sequence[tuple[str, str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric, display) of variance components, one row per component of each analysed variant.
+
+    Args:
+        results: (variant, metric column, harness.report.variance.VarianceComponents), in report order.
+    """
+    numeric_rows, display_rows = [], []
+    for variant, metric, vc in results:
+        for c in vc.components:
+            numeric_rows.append({
+                "variant": variant, "metric": metric, "design": vc.design, "component": c.name,
+                "variance": c.variance, "estimate": c.estimate, "truncated": "Y" if c.truncated else "N",
+                "variance_low": c.low, "variance_high": c.high, "share": c.share, "share_low": c.share_low,
+                "share_high": c.share_high, "levels": c.levels, "df": c.df, "n_runs": vc.n_runs,
+                "runs_per_cell": vc.runs_per_cell, "note": c.note})
+            display_rows.append({
+                "Variant": variant, "Metric": SHORT_LABELS.get(metric, metric), "Component": c.name,
+                "Variance (points²) [95 % CI]": _interval(c.variance, c.low, c.high, ".3f")
+                                                + (" (negative estimate, set to 0)" if c.truncated else ""),
+                "Share [95 % CI]": (f"{100 * c.share:.0f} % [{100 * c.share_low:.0f}, "
+                                    f"{100 * c.share_high:.0f}] %"),
+                "Levels": str(c.levels), "df": str(c.df), "Note": c.note})
+    return pd.DataFrame(numeric_rows), pd.DataFrame(display_rows)
+
+
+TUNING_KS: tuple[int, ...] = (1, 2, 3, 5, 10, 15, 20)  # the budgets the display table shows, below the grid's size
+
+
+def tuning_table(curves: dict[str, Any], trial_seconds: dict[str, float], jobs_per_trial: dict[str, float]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric, display) of the expected best validation score after k tuning trials, per variant.
+
+    Numeric: the whole curve, one row per (variant, k), with its compute (k x the mean trial seconds) and band.
+    Display: one row per variant, the curve at a few k and at all N trials (the best point: the one chosen).
+
+    Args:
+        curves: variant -> harness.report.tuning_curve.TuningCurve.
+        trial_seconds: variant -> mean wall seconds of a trial (a grid point: its tuning jobs summed).
+        jobs_per_trial: variant -> mean tuning jobs (seeds) a grid point ran.
+    """
+    numeric = pd.DataFrame([
+        {"variant": v, "trials": c.n, "k": int(k), "compute_seconds": float(k * trial_seconds[v]),
+         "expected_best": float(c.expected_max[i]), "low": float(c.low[i]), "high": float(c.high[i]),
+         "estimator": c.estimator, "band": c.band}
+        for v, c in curves.items() for i, k in enumerate(c.k)])
+    top = max(c.n for c in curves.values())
+    ks = [k for k in TUNING_KS if k < top]
+    display_rows = []
+    for v, c in curves.items():
+        rec = {"Variant": v, "Trials": str(c.n), "Seeds a trial": f"{jobs_per_trial[v]:g}",
+               "Mean trial cost": fmt_duration(trial_seconds[v])}
+        for k in ks:
+            rec[f"Best of {k}"] = (_interval(c.expected_max[k - 1], c.low[k - 1], c.high[k - 1], ".1f")
+                                   if k <= c.n else DASH)
+        rec["Best of all (chosen)"] = _interval(c.expected_max[-1], c.low[-1], c.high[-1], ".1f")
+        display_rows.append(rec)
+    return numeric, pd.DataFrame(display_rows)
+
+
+def budget_table(entries: Sequence[tuple[str, str, str, Any, str]], compute_unit: str
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(numeric, display) of what the tuning budget changes in each comparison.
+
+    Args:
+        entries: (comparison label, a, b, harness.report.tuning_curve.BudgetComparison, its budget_reading).
+        compute_unit: the unit of the compute budgets ("min": job-minutes).
+    """
+    def joined(xs: Sequence[float]) -> str:
+        return ", ".join(f"{x:g}" for x in xs)
+
+    numeric = pd.DataFrame([
+        {"comparison": label, "a": a, "b": b, "axis": bc.axis, "unit": "trials" if bc.axis == "trials" else
+         f"job-{compute_unit}", "band": bc.band,
+         "leader_changes_at": joined(bc.crossings), "a_ahead_at": joined(bc.a_ahead), "b_ahead_at": joined(bc.b_ahead),
+         "changes_with_budget": "Y" if bc.changes_with_budget else "N", "reading": text}
+        for label, a, b, bc, text in entries])
+    display = pd.DataFrame([
+        {"Comparison": label, "Budget": "trials" if bc.axis == "trials" else f"compute (job-{compute_unit})",
+         "Order changes with the budget": ("yes: the bands separate both ways" if bc.changes_with_budget else
+                                           "estimates cross, bands do not confirm" if bc.crossings else "no"),
+         "Statement": text}
+        for label, a, b, bc, text in entries])
+    return numeric, display
 
 
 # ---------------------------------------------------------------- seed planning and sequential seeds

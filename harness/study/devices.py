@@ -20,16 +20,23 @@ LOCK_DIR = Path(tempfile.gettempdir()) / f"harness-gpu-{os.getuid()}"
 
 
 @contextmanager
-def device_lease(requested: str, jobs_per_gpu: int = 1, poll_seconds: float = 1.0) -> Iterator[str]:
-    """Yield the device a job runs on: `requested` as is, or for "auto" with CUDA a free GPU slot."""
-    if requested != "auto" or not torch.cuda.is_available():
+def device_lease(requested: str, jobs_per_gpu: int = 1, poll_seconds: float = 1.0,
+                 gpus: int | None = None) -> Iterator[str]:
+    """Yield the device a job runs on: `requested` as is, or for "auto" with CUDA a free GPU slot.
+
+    `gpus`: the GPUs to lease slots of (default: torch's CUDA device count, none without CUDA); the slots are
+    host-wide locks whatever the count says, which lets a machine without a GPU test the leases.
+    """
+    if gpus is None:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested != "auto" or gpus == 0:
         yield "cpu" if requested == "auto" else requested
         return
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
     while True:
         # Slot-major: with two GPUs, the first two jobs go to different GPUs rather than filling GPU 0 first.
         for slot in range(max(1, jobs_per_gpu)):
-            for gpu in range(torch.cuda.device_count()):
+            for gpu in range(gpus):
                 handle = open(LOCK_DIR / f"gpu{gpu}-slot{slot}.lock", "w")
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

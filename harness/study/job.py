@@ -9,6 +9,8 @@ Both are written atomically, so a readable `result.json` means the job finished.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -17,6 +19,7 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -27,7 +30,8 @@ from harness.config import factors_of, to_dict
 from harness.errors import DataError, HarnessError, JobRunningElsewhere, JobStopped
 from harness.evaluation.energy import EnergyMeter, EnergyReading
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
-from harness.method.train import EpochRecord, evaluate, train_student
+from harness.evaluation.registered import plugin_metric_values
+from harness.method.train import EpochRecord, predict_subset, score, train_student
 from harness.records import (
     Failure,
     JobRecord,
@@ -60,11 +64,11 @@ def job_record(job: JobSpec) -> JobRecord:
     return JobRecord(job_id=job.job_id, study=job.study, variant=job.variant, seed=job.seed, profile=job.profile,
                      phase=job.phase, teacher_seed=job.teacher_seed, factors=job.factors,
                      config=to_dict(job.config), data=to_dict(job.data), bundle_key=job.bundle_key,
-                     config_key=job.config_key)
+                     config_key=job.config_key, streams=dict(job.streams))
 
 
 def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None = None, threads: int = 1,
-            stop: threading.Event | None = None) -> Result:
+            stop: threading.Event | None = None, release: Callable[[], None] | None = None) -> Result:
     """Train and evaluate one student; write its outputs into `job_dir`; return the result record.
 
     Args:
@@ -74,6 +78,8 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
         device: overrides config.train.device (the runner hands each job its own GPU).
         threads: the torch thread count in force (recorded).
         stop: set to stop training at the next step (JobStopped, the checkpoint written).
+        release: called once the model's probabilities on validation and test are computed, before the scoring
+            (CPU only): it hands back the job's GPU slot (execute) so that another job trains meanwhile.
 
     Raises:
         JobFailed (TrainingDiverged for a NaN loss), CacheCorrupt, or any unexpected error; `execute`
@@ -108,25 +114,31 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
     try:
         with EnergyMeter(job.config.train.energy_country, gpus) as meter:  # harness.evaluation.energy
             outcome = train_student(job.config, bundle, job.seed, dev, on_epoch, checkpoint_path=checkpoint,
-                                    on_resume=on_resume, stop=stop)
+                                    on_resume=on_resume, stop=stop, streams=job.seed_streams)
             energy = {"train": meter.stop()}
     finally:
         curves.close()
-    scores, threshold_free = {}, {}
+    scores, threshold_free, extra = {}, {}, {}
     with EnergyMeter(job.config.train.energy_country, gpus) as meter:
-        for subset in ("validation", "test"):
-            ev = evaluate(outcome.model, bundle, subset, job.config, dev)
+        probabilities = {subset: predict_subset(outcome.model, bundle, subset, dev) for subset in EVAL_SUBSETS}
+        if job.config.train.checkpoint:
+            with atomic_file(job_dir / "best.pt") as tmp:  # replaces a link there rather than writing through it
+                torch.save(outcome.model.state_dict(), tmp)
+        if release is not None:
+            release()
+        for subset in EVAL_SUBSETS:
+            ev = score(*probabilities[subset], bundle, subset, job.config)
             write_dcase_tsv(ev.predictions, job_dir / f"predictions_{subset}.tsv")
             write_probabilities(job_dir / f"probabilities_{subset}.npz", bundle.clip_ids(subset), ev.frame,
                                 ev.clip, bundle.classes, durations=bundle.durations(subset))
             scores[subset] = ev
             threshold_free[subset] = _psds(bundle, subset, ev.frame)
+            extra[subset] = plugin_metric_values(ev.frame, ev.clip, bundle, subset)
         energy["eval"] = meter.stop()
-    if job.config.train.checkpoint:
-        with atomic_file(job_dir / "best.pt") as tmp:  # replaces a link there rather than writing through it
-            torch.save(outcome.model.state_dict(), tmp)
     result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads, threshold_free,
                      energy)
+    result = dataclasses.replace(result, metrics={f"{short}_{name}": value for split, short in SPLIT_SHORT
+                                                  for name, value in extra[split].items()})
     write_record(job_dir / RESULT, result)
     checkpoint.unlink(missing_ok=True)  # best.pt holds the best weights; a paper-shape checkpoint is ~21 MB
     return result
@@ -144,6 +156,10 @@ def provenance(job: JobSpec, bundle: Bundle, device: torch.device, threads: int)
                       threads=threads, device=_device_name(device), torch_version=torch.__version__,
                       cuda_version=torch.version.cuda, harness_version=__version__, git_commit=git_commit(),
                       cpu=cpu_description())
+
+
+SPLIT_SHORT = (("validation", "val"), ("test", "test"))  # a split and its results.csv column prefix
+EVAL_SUBSETS = ("validation", "test")
 
 
 def _psds(bundle: Bundle, subset: str, frame) -> dict[str, float | None]:
@@ -187,6 +203,7 @@ def _result(job: JobSpec, bundle: Bundle, outcome, scores, seconds: float, devic
         eval_kwh=None if eval_energy is None else eval_energy.kwh,
         energy_estimate=None if train_energy is None else train_energy.estimate,
         bundle_root=str(Path(bundle.root).absolute()),
+        streams=dict(job.streams),
     )
 
 
@@ -234,6 +251,9 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         if lock.waited and not had_result and (done := _finished_meanwhile(directory)) is not None:
             return done
         (directory / ERROR).unlink(missing_ok=True)
+        # This process may be a fresh worker: the study's plugins register their models and metrics here too.
+        plugins.load_entry_points()
+        plugins.load_plugins(job.plugins)
         threads = max(1, threads)
         torch.set_num_threads(threads)
         attempt = attempts(directory) + 1
@@ -242,8 +262,11 @@ def execute(job: JobSpec, bundle_root: str, job_dir: str, threads: int, jobs_per
         handler = _job_logger(directory)
         logging.getLogger("harness.job").info("==== attempt %d of job %s (%s seed %d), pid %d on %s ====", attempt,
                                               job.job_id, job.variant, job.seed, os.getpid(), os.uname().nodename)
-        with _thread_limit(threads), device_lease(job.config.train.device, jobs_per_gpu) as device:
-            result = run_job(job, Path(bundle_root), directory, device, threads, stop=stop)
+        with _thread_limit(threads), contextlib.ExitStack() as lease:
+            device = lease.enter_context(device_lease(job.config.train.device, jobs_per_gpu))
+            # The slot is handed back once the probabilities are computed: the CPU-only scoring runs while
+            # the next job trains on the GPU.
+            result = run_job(job, Path(bundle_root), directory, device, threads, stop=stop, release=lease.close)
         return ok_summary(result)
     except JobStopped as e:  # asked to stop: no failure; the checkpoint is kept and the next run resumes
         seconds = round(time.perf_counter() - start, 2)

@@ -9,12 +9,14 @@ which must hold whatever the file's base says.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
-from harness import identity, ranges
+from harness import identity, plugins, ranges
 from harness.config import (
     FACTORS,
     DataConfig,
@@ -27,7 +29,8 @@ from harness.config import (
     with_factors,
 )
 from harness.errors import ConfigError
-from harness.study.spec import StudySpec, Variant, _deep_merge, _seeds, nested_overrides
+from harness.streams import STREAMS, TRAINING_STREAMS, SeedStreams
+from harness.study.spec import StreamDesign, StudySpec, Variant, _deep_merge, _seeds, nested_overrides
 
 DESED_ROOT_ENV = "HARNESS_DESED_ROOT"
 
@@ -89,15 +92,28 @@ class JobSpec:
     phase: Literal["replicate", "tune"] = "replicate"
     bundle_key: str = ""  # content key of its shared stages (harness.identity.bundle_key); "" = not yet known
     extra_factor_names: tuple[str, ...] = ()  # the study's factors beyond the paper's four: their table columns
+    plugins: tuple[str, ...] = ()  # the study's plugins (module names, absolute .py paths): loaded by every worker
+    code: tuple[tuple[str, str], ...] = ()  # (plugin, code identity) of the plugins it uses (harness.plugins.code_of)
+    # (stream, seed) of teacher, init, order and augment when the study varies streams or teachers (each a
+    # results.csv column seed_<stream>); (): every stream follows `seed`, and `teacher_seed` is the study's.
+    streams: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def seed_streams(self) -> SeedStreams:
+        """The seeds train_student draws from; a stream the job does not name follows `seed`."""
+        given = dict(self.streams)
+        return SeedStreams(**{name: given.get(name, self.seed) for name in TRAINING_STREAMS})
 
     @property
     def job_id(self) -> str:
-        """Stable across runs and machines: see harness.identity.job_id."""
-        return identity.job_id(self.config, self.seed, self.bundle_key)
+        """Stable across runs and machines: see harness.identity.job_id. Streams that follow the seed add
+        nothing to it, so a job of default streams keeps the id it had before streams existed."""
+        return identity.job_id(self.config, self.seed, self.bundle_key, self.code,
+                               self.seed_streams.differing(self.seed))
 
     @property
     def config_key(self) -> str:
-        return identity.config_key(self.config)
+        return identity.config_key(self.config, self.code)
 
     @property
     def factors(self) -> dict[str, Any]:
@@ -106,7 +122,8 @@ class JobSpec:
 
     @property
     def extra_factors(self) -> dict[str, Any]:
-        return {name: config_value(self.config, factor_key(name)) for name in self.extra_factor_names}
+        # None where this job's config has no such key (a key of another student model: an empty cell)
+        return {name: config_value(self.config, factor_key(name), None) for name in self.extra_factor_names}
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,9 @@ class ResolvedStudy:
     override_texts: tuple[str, ...] = ()  # every --set as given (for the record and the report header)
     overrides_key: str = ""  # digest of the parsed overrides; "" when there are none
     generated_data: bool = False  # the synthetic corpus lives in the cache (not a folder the user gave)
+    # The file's design of seed streams with the profile's cap applied (a reduced profile keeps each stream's
+    # first seeds); None: one seed per run. With a design, `seeds` numbers the runs 0, 1, ... (study_runs).
+    streams: StreamDesign | None = None
 
     @property
     def run_name(self) -> str:
@@ -172,7 +192,10 @@ def resolve(
     ranges.check_fields(data, where, prefix="data")
     generated = data.kind == "synthetic" and data.root is None
     data = _resolve_data(data, cache_dir, spec, profile)
+    streams = _profile_streams(spec, profile, builtin, mine, seeds_set, where)
     seeds = seeds_set or _profile_seeds(spec, profile, builtin, mine, where)
+    if streams is not None:
+        seeds = tuple(range(len(spec.teachers) * math.prod(len(levels) for _, levels in streams.levels)))
     check_method(base, where)
     # Run-only settings (device, evaluator, ...) change no number: they never make a study another one.
     # The data's folder is compared on its own (see harness.study.rundir), whichever flag gave it.
@@ -182,7 +205,7 @@ def resolve(
     key = identity.digest(numbered, data_numbered, list(seeds_set or ())) if has_overrides else ""
     return ResolvedStudy(spec=spec, profile=profile, base=base, data=data, seeds=seeds,
                          method_overrides=method_set, override_texts=tuple(override_texts), overrides_key=key,
-                         generated_data=generated)
+                         generated_data=generated, streams=streams)
 
 
 def _for_model(profile_base: Mapping[str, Any], config: MethodConfig) -> Mapping[str, Any]:
@@ -202,6 +225,79 @@ def _profile_seeds(spec: StudySpec, profile: str, builtin: Mapping[str, Any], mi
     if profile == "paper" or profile not in BUILTIN_PROFILES:
         return spec.seeds or default
     return (spec.seeds or default)[: builtin["seeds"]]
+
+
+def _profile_streams(spec: StudySpec, profile: str, builtin: Mapping[str, Any], mine: Mapping[str, Any],
+                     seeds_set: tuple[int, ...] | None, where: str) -> StreamDesign | None:
+    """The file's design of seed streams under a profile: a count of seeds (a reduced built-in profile's,
+    [profiles.NAME] seeds, --set seeds) keeps each training stream's first seeds; teachers are never cut.
+
+    Raises:
+        ConfigError: a list of seeds where the study's seeds are streams (only a count can cut a design).
+    """
+    if spec.streams is None:
+        return None
+    cap = None
+    if profile in BUILTIN_PROFILES and profile != "paper":
+        cap = builtin["seeds"]
+    for given, key in ((mine.get("seeds"), f"{where}: profiles.{profile}.seeds"), (seeds_set, "--set seeds")):
+        if given is None:
+            continue
+        seeds = given if isinstance(given, tuple) else _seeds(given, key)  # --set seeds comes parsed
+        if seeds != tuple(range(len(seeds))):
+            raise ConfigError(f"{key}: the study's seeds are streams ({', '.join(n for n, _ in spec.streams.levels)}"
+                              f"); give a count (e.g. 2), which keeps each stream's first seeds, not a list")
+        cap = len(seeds)
+    if cap is None:
+        return spec.streams
+    return dataclasses.replace(spec.streams, levels=tuple((n, levels[:cap]) for n, levels in spec.streams.levels))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One replicate of a variant: its seed (in a design of streams, its number in the design), the seed of
+    the teacher it distils from, and the seeds of its streams (None: every one follows `seed`)."""
+
+    seed: int
+    teacher_seed: int
+    streams: SeedStreams | None = None
+
+
+def study_runs(study: ResolvedStudy) -> list[Run]:
+    """The replicates every variant runs, in order; run r of each variant is the same (paired studies pair it).
+
+    One seed per run: run r distils from teacher r mod N (balanced: the teachers' counts differ by at most one).
+    A design of streams: teacher outermost, then init, order, augment, the last varying fastest; crossed, a
+    stream's seeds are its levels; nested, each level of the outer streams numbers its own seeds of the next
+    (seed = group x count + k), so none is shared. A training stream the design leaves out is fixed at 0.
+    """
+    teachers = study.spec.teachers
+    if study.streams is None:
+        return [Run(seed, teachers[r % len(teachers)]) for r, seed in enumerate(study.seeds)]
+    axes = [("teacher", tuple(range(len(teachers)))), *study.streams.levels]
+    runs = []
+    for r, index in enumerate(itertools.product(*(range(len(levels)) for _, levels in axes))):
+        seeds = _stream_seeds(axes, index, study.streams.design == "nested")
+        runs.append(Run(seed=r, teacher_seed=teachers[index[0]],
+                        streams=SeedStreams(**{name: seeds.get(name, 0) for name in TRAINING_STREAMS})))
+    return runs
+
+
+def _stream_seeds(axes: list[tuple[str, tuple[int, ...]]], index: tuple[int, ...], nested: bool) -> dict[str, int]:
+    """The training streams' seeds of one cell of the design (axes: (stream, levels), teacher first)."""
+    seeds, group = {}, index[0]
+    for (name, levels), i in list(zip(axes, index))[1:]:
+        seeds[name] = group * len(levels) + i if nested else levels[i]
+        group = seeds[name] if nested else group
+    return seeds
+
+
+def _recorded_streams(study: ResolvedStudy, run: Run) -> tuple[tuple[str, int], ...]:
+    """A job's streams as results.csv records them: all four when the study varies streams or teachers."""
+    if study.streams is None and len(study.spec.teachers) == 1:
+        return ()
+    seeds = run.streams or SeedStreams.following(run.seed)
+    return tuple((name, run.teacher_seed if name == "teacher" else getattr(seeds, name)) for name in STREAMS)
 
 
 def _resolve_data(data: DataConfig, cache_dir: Path, spec: StudySpec, profile: str) -> DataConfig:
@@ -239,28 +335,36 @@ def variant_config(study: ResolvedStudy, variant: Variant, lambdas: tuple[float,
     return config
 
 
-# (a config, where it comes from) -> the content key of its shared stages; ConfigError naming `where` for a
-# config the data cannot run (harness.study.stages.StageKeys)
-BundleKeys = Callable[[MethodConfig, str], str]
+# (a config, where it comes from, the teacher's seed) -> the content key of its shared stages; ConfigError
+# naming `where` for a config the data cannot run (harness.study.stages.StageKeys)
+BundleKeys = Callable[[MethodConfig, str, int], str]
 
 
 def expand(study: ResolvedStudy, lambdas: Mapping[str, tuple[float, float]] | None = None,
            keys: BundleKeys | None = None) -> list[JobSpec]:
-    """Variants x seeds -> replicate jobs, in file order (variant-major).
+    """Variants x runs (study_runs) -> replicate jobs, in file order (variant-major).
 
-    `keys` gives each job its bundle key (harness.study.stages.StageKeys); without it the jobs' bundle key
-    is "" (enough to look at a plan, not to run it: `run_job` refuses a job whose key is not its bundle's).
+    `keys` gives each job its bundle key (harness.study.stages.StageKeys), one per teacher; without it the
+    jobs' bundle key is "" (enough to look at a plan, not to run it: `run_job` refuses a job whose key is not
+    its bundle's).
     """
-    jobs = []
+    jobs, runs = [], study_runs(study)
     for variant in study.spec.variants:
         config = variant_config(study, variant, (lambdas or {}).get(variant.name))
-        key = keys(config, f"{study.spec.path}: variant {variant.name!r}") if keys is not None else ""
-        jobs.extend(_job(study, variant.name, config, seed, "replicate", key) for seed in study.seeds)
+        where = f"{study.spec.path}: variant {variant.name!r}"
+        if len(study.spec.teachers) > 1 and config.teacher.source == "file":
+            raise ConfigError(f"{study.spec.path}: teacher_seeds: {len(study.spec.teachers)} teachers, but variant "
+                              f"{variant.name!r} reads its teacher from a file (teacher.source = \"file\"), one "
+                              "teacher whatever the seed; train the teachers (teacher.source = \"train\") or keep one")
+        bundles = {t: keys(config, where, t) if keys is not None else "" for t in study.spec.teachers}
+        jobs.extend(_job(study, variant.name, config, run.seed, "replicate", bundles[run.teacher_seed], run)
+                    for run in runs)
     return jobs
 
 
 def expand_tuning(study: ResolvedStudy, keys: BundleKeys | None = None) -> list[JobSpec]:
-    """The [tune] stage: every variant x lambda1 x lambda2 x tuning seed (1000, 1001, ...)."""
+    """The [tune] stage: every variant x lambda1 x lambda2 x tuning seed (1000, 1001, ...), every stream
+    following the seed, on the study's first teacher."""
     tune = study.spec.tune
     if tune is None:
         return []
@@ -269,13 +373,18 @@ def expand_tuning(study: ResolvedStudy, keys: BundleKeys | None = None) -> list[
         for l1 in tune.lambda1:
             for l2 in tune.lambda2:
                 config = variant_config(study, variant, (l1, l2))
-                key = keys(config, f"{study.spec.path}: variant {variant.name!r}") if keys is not None else ""
+                key = (keys(config, f"{study.spec.path}: variant {variant.name!r}", study.spec.teacher_seed)
+                       if keys is not None else "")
                 jobs.extend(_job(study, variant.name, config, 1000 + k, "tune", key) for k in range(tune.seeds))
     return jobs
 
 
-def _job(study: ResolvedStudy, variant: str, config: MethodConfig, seed: int, phase: str, key: str) -> JobSpec:
+def _job(study: ResolvedStudy, variant: str, config: MethodConfig, seed: int, phase: str, key: str,
+         run: Run | None = None) -> JobSpec:
     extra = tuple(n for n in study.spec.factor_specs if n not in FACTORS)
+    teacher = study.spec.teacher_seed if run is None else run.teacher_seed
     return JobSpec(study=study.spec.name, variant=variant, seed=seed, profile=study.profile, config=config,
-                   data=study.data, teacher_seed=study.spec.teacher_seed, phase=phase,  # type: ignore[arg-type]
-                   bundle_key=key, extra_factor_names=extra)
+                   data=study.data, teacher_seed=teacher, phase=phase,  # type: ignore[arg-type]
+                   streams=() if run is None else _recorded_streams(study, run),
+                   bundle_key=key, extra_factor_names=extra, plugins=study.spec.plugins,
+                   code=plugins.code_of(config.student.model))

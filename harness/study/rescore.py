@@ -42,6 +42,7 @@ from harness.bundle import MANIFEST, Bundle
 from harness.config import EvalConfig, MethodConfig, PostprocessConfig, check_method, from_mapping, parse_override
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.evaluation.outputs import Probabilities, read_probabilities
+from harness.evaluation.registered import plugin_metric_values
 from harness.identity import digest
 from harness.records import (IntervalRecord, JobRecord, RecordError, ReferenceRow, RescoreRecord, Result,
                              UncertaintyRecord, file_checksum, read_record, write_record)
@@ -237,7 +238,7 @@ def rescore_job(job_dir: Path, settings: RescoreSettings, cache_dir: Path | None
 
     inputs = load_job(job_dir, settings, cache_dir)
     changes: dict[str, Any] = {}
-    per_class = {}
+    per_class, metrics = {}, {}
     for subset, short in SPLITS.items():
         probs = inputs.probabilities[subset]
         ev = score(probs.frame, probs.clip, inputs.bundle, subset, inputs.config)
@@ -246,7 +247,9 @@ def rescore_job(job_dir: Path, settings: RescoreSettings, cache_dir: Path | None
         per_class[subset] = {c: 100 * ev.events.per_class_f1[c] for c in inputs.bundle.classes}
         free = threshold_free_scores(inputs, subset, settings) if settings.threshold_free else {}
         changes.update({f"{short}_{name}": free.get(name) for name in THRESHOLD_FREE})
-    return dataclasses.replace(inputs.result, per_class=per_class, **changes)
+        own = plugin_metric_values(ev.frame, probs.clip, inputs.bundle, subset)
+        metrics.update({f"{short}_{name}": value for name, value in own.items()})
+    return dataclasses.replace(inputs.result, per_class=per_class, metrics=metrics, **changes)
 
 
 def threshold_free_scores(inputs: JobInputs, subset: str, settings: RescoreSettings) -> dict[str, float]:
@@ -279,7 +282,12 @@ def score_windows(inputs: JobInputs, settings: RescoreSettings) -> np.ndarray | 
     return median_windows(inputs.bundle.event_frames[pp.window_statistic], pp.window_fraction)
 
 
-def _rescore_task(job_dir: str, settings: RescoreSettings, cache_dir: str | None) -> Result:
+def _rescore_task(job_dir: str, settings: RescoreSettings, cache_dir: str | None,
+                  study_plugins: tuple[str, ...] = ()) -> Result:
+    from harness import plugins
+
+    plugins.load_entry_points()  # a fresh worker: the run's plugins register their models and metrics here too
+    plugins.load_plugins(study_plugins)
     return rescore_job(Path(job_dir), settings, None if cache_dir is None else Path(cache_dir))
 
 
@@ -333,10 +341,13 @@ def rescore_run(run_dir: Path, settings: RescoreSettings, *, name: str | None = 
     name = name or settings.key
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    from harness.study.rundir import read_study_record
+
     finished = finished_jobs(run_dir)
     cache = None if cache_dir is None else str(cache_dir)
-    records = _parallel([(_rescore_task, (str(run_dir / "jobs" / r.job_id), settings, cache)) for r in finished],
-                        jobs)
+    study_plugins = read_study_record(run_dir).plugins
+    records = _parallel([(_rescore_task, (str(run_dir / "jobs" / r.job_id), settings, cache, study_plugins))
+                         for r in finished], jobs)
     directory = run_dir / RESCORE / name
     directory.mkdir(parents=True, exist_ok=True)
     results_path, per_class_path = write_tables(directory, records)
@@ -361,6 +372,7 @@ def _teacher_rows(run_dir: Path, records: list[Result], settings: RescoreSetting
                   cache_dir: Path | None) -> tuple[ReferenceRow, ...]:
     """The teacher's event F1 under the same post-processing, per bundle, as the run's own tables show it
     (harness.study.stages.teacher_scores: its saved predictions scored again, cached per setting)."""
+    from harness.study.runner import teacher_label
     from harness.study.stages import teacher_scores
 
     firsts: dict[str, Result] = {}
@@ -370,7 +382,8 @@ def _teacher_rows(run_dir: Path, records: list[Result], settings: RescoreSetting
     for key, first in firsts.items():
         config = job_config(Path(run_dir) / "jobs" / first.job_id, settings)
         t = teacher_scores(locate_bundle(first, cache_dir), config)
-        label = "Teacher (ours)" if len(firsts) == 1 else f"Teacher ({key})"
+        teachers = {r.streams.get("teacher") for r in records}  # {None}: one teacher (no stream columns)
+        label = teacher_label(key, first.streams.get("teacher", 0), len(firsts), len(teachers))
         rows.append(ReferenceRow(label, round(t["validation"]["event_f1"], 4), round(t["test"]["event_f1"], 4)))
     return tuple(rows)
 

@@ -35,11 +35,17 @@ def read_study_record(run_dir: Path) -> StudyRecord:
         raise RecordError(f"{path} not found: {run_dir} is not a run directory written by `python -m harness run` "
                           "(run the study first)")
     try:
-        return read_record(path, StudyRecord)
+        record = read_record(path, StudyRecord)
     except RecordError as e:
         if not e.damaged:  # unreadable (permissions): that advice holds
             raise
         raise RecordError(e.fact, damaged_study_advice(run_dir)) from e
+    # Reading a run reads it with its plugins: their metrics are columns of its tables (report, rescore).
+    from harness import plugins
+
+    plugins.load_entry_points()
+    plugins.load_plugins(record.plugins, where=str(path))
+    return record
 
 
 def damaged_study_advice(run_dir: Path) -> str:

@@ -11,6 +11,7 @@ was stopped, killed or preempted resumes from its checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import statistics
@@ -18,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import Callable, Mapping
 
 from harness import ranges
 from harness.bundle import MANIFEST
@@ -41,6 +42,7 @@ from harness.records import (
     write_json,
     write_record,
 )
+from harness.streams import STREAMS
 from harness.study import job as jobmod
 from harness.study import stage_tasks, workers
 from harness.study.executors import Executor, Task, make_executor
@@ -71,7 +73,7 @@ class RunOptions:
 
     runs_dir: Path = Path("runs")  # runs/<study>/ holds every job's directory and the tidy tables
     cache_dir: Path = Path(".harness-cache")  # corpora, features and shared-stage bundles
-    backend: Literal["local", "dask", "slurm", "inprocess"] = "local"
+    backend: str = "local"  # a name of harness.plugins.executors: local, dask, slurm, inprocess or a plugin's
     jobs: int | None = None  # parallel jobs; None = one per core (local) or per Dask worker thread
     threads: int | None = None  # torch/BLAS threads per job; None = 1 (jobs x threads <= cores by default)
     scheduler: str | None = None  # Dask scheduler address, e.g. tcp://127.0.0.1:8786
@@ -199,6 +201,9 @@ def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions
     outcome.skipped = len(jobs) - len(pending)
     outcome.kept_failed = [(j, job_dir(run_dir, j) / jobmod.LOG) for j in jobs
                            if states[j.job_id] == "failed" and j not in pending]
+    for job in jobs:
+        if states[job.job_id] == "done" and job not in pending:
+            _relabel_streams(run_dir, job)
     if outcome.skipped:
         echo(f"{label}: {outcome.skipped} of {len(jobs)} already finished or failed before (kept; "
              f"--rerun-failed / --force to run them again)")
@@ -232,6 +237,20 @@ def _prepare_job_dir(job: JobSpec, run_dir: Path, options: RunOptions) -> None:
         raise HarnessError(f"{directory}: cannot create the job directory ({e.strerror or e}); check that "
                            f"{run_dir} is writable") from e
     write_record(directory / "job.json", jobmod.job_record(job))
+
+
+def _relabel_streams(run_dir: Path, job: JobSpec) -> None:
+    """A finished job kept by a plan that names its streams otherwise (another design or teacher count, the
+    same computation: streams that differ from the seed are in the id, the teacher in the bundle) takes the
+    plan's stream labels, in result.json and job.json, so that results.csv describes the plan it is part of."""
+    directory = job_dir(run_dir, job)
+    try:
+        result = read_record(directory / jobmod.RESULT, Result)
+    except RecordError:
+        return
+    if result.streams != dict(job.streams):
+        write_record(directory / jobmod.RESULT, dataclasses.replace(result, streams=dict(job.streams)))
+        write_record(directory / "job.json", jobmod.job_record(job))
 
 
 def _resumable(directory: Path) -> bool:
@@ -418,10 +437,10 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
     for key, root in bundles.items():
         if not (Path(root) / MANIFEST).exists():  # on Slurm, a bundle still queued: the last job fills it in
             continue
-        config = next(j.config for j in jobs if j.bundle_key == key)
-        t = teacher_scores(root, config)
-        name = "Teacher (ours)" if len(bundles) == 1 else f"Teacher ({key})"
-        teacher_rows.append(ReferenceRow(name=name, val_f1=round(t["validation"]["event_f1"], 4),
+        job = next(j for j in jobs if j.bundle_key == key)
+        t = teacher_scores(root, job.config)
+        teacher_rows.append(ReferenceRow(name=teacher_label(key, job.teacher_seed, len(bundles), len(spec.teachers)),
+                                         val_f1=round(t["validation"]["event_f1"], 4),
                                          test_f1=round(t["test"]["event_f1"], 4)))
     base = study.base
     factors = {j.variant: j.factors for j in jobs}
@@ -437,12 +456,36 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
         tables=tuple(TableInfo(t.name, t.caption, tuple(t.variants)) for t in spec.tables),
         variants=tuple(VariantInfo(v.name, factors[v.name]) for v in spec.variants),
         factors=tuple(FactorInfo(f.name, f.key, f.label, dict(f.level_labels)) for f in spec.factor_specs.values()),
+        plugins=spec.plugins,
         comparisons=tuple(ComparisonInfo(c.label, c.a, c.b, c.rope) for c in spec.comparisons),
         reference_rows=tuple(teacher_rows), seeds=tuple(study.seeds), jobs=tuple(j.job_id for j in jobs),
         tune_jobs=tuple(j.job_id for j in tune_jobs), git_commit=git_commit(), paired=spec.paired,
-        sequential=sequential,
+        sequential=sequential, **_streams_record(study, jobs),
     )
     write_record(run_dir / STUDY, record)
+
+
+def teacher_label(bundle_key: str, teacher_seed: int, n_bundles: int, n_teachers: int) -> str:
+    """The report's name of a teacher row: "Teacher (ours)" for the study's one bundle, "Teacher (seed 1)" for
+    each of several teachers (and its bundle key when the variants' teachers differ in more than the seed)."""
+    if n_bundles == 1:
+        return "Teacher (ours)"
+    if n_teachers == 1:
+        return f"Teacher ({bundle_key})"
+    if n_bundles == n_teachers:
+        return f"Teacher (seed {teacher_seed})"
+    return f"Teacher (seed {teacher_seed}, {bundle_key})"
+
+
+def _streams_record(study: ResolvedStudy, jobs: list[JobSpec]) -> dict:
+    """study.json's design of seed streams (StudyRecord.streams_design, streams, teacher_seeds)."""
+    teachers = study.spec.teachers
+    if study.streams is None and len(teachers) == 1:
+        return {}
+    varied = tuple(name for name in STREAMS if len({dict(j.streams).get(name) for j in jobs}) > 1)
+    # one seed per run over several teachers: every stream follows the run's seed, which nests in its teacher
+    design = study.streams.design if study.streams is not None else "nested"
+    return {"streams_design": design, "streams": varied, "teacher_seeds": tuple(teachers)}
 
 
 def rebuild_tables(run_dir: Path, into: Path | None = None) -> tuple[Path, Path]:

@@ -34,6 +34,9 @@ def run_until_decided(study: ResolvedStudy, options: RunOptions, looks: tuple[in
     spec = study.spec
     if not spec.comparisons:
         raise ConfigError(f"{spec.path}: --until-decided needs [[comparison]] entries: there is nothing to decide")
+    if study.streams is not None:  # its rounds add runs in order: a design of streams would be cut unbalanced
+        raise ConfigError(f"{spec.path}: seeds: --until-decided adds seeds round by round, which a design of seed "
+                          "streams cannot take; give seeds as a count, or run the design without --until-decided")
     try:
         looks = sequential.validate_looks(looks, paired=spec.paired)
     except ValueError as e:

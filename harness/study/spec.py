@@ -23,7 +23,6 @@ from harness.config import (
     MethodConfig,
     config_value,
     factor_key,
-    factor_levels,
     from_mapping,
     nest,
     parse_override,
@@ -31,12 +30,13 @@ from harness.config import (
 )
 from harness.errors import ConfigError, not_a_file
 from harness.plugins import FactorSpec, level_text
+from harness.streams import DESIGNS, STREAMS, TRAINING_STREAMS, Design
 from harness.study.cluster import ClusterConfig, parse_cluster
 
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
-TOP_LEVEL_KEYS = ("study", "base", "data", "seeds", "teacher_seed", "variant", "grid", "factor", "comparison",
-                  "comparisons", "table", "profiles", "tune", "cluster")
+TOP_LEVEL_KEYS = ("study", "base", "data", "seeds", "teacher_seed", "teacher_seeds", "variant", "grid", "factor",
+                  "comparison", "comparisons", "table", "profiles", "tune", "cluster")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,21 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class StreamDesign:
+    """`[study] seeds = { init = 3, order = 3 }`: the seed streams a study varies (harness.streams), and how.
+
+    crossed: a run per combination of the streams' seeds and the teachers. nested: outer to inner (teacher,
+    init, order, augment), every level of a stream holds `count` seeds of the next of its own, so no seed of an
+    inner stream is shared by two levels of an outer one (harness.study.plan.study_runs numbers them). A
+    training stream the table leaves out is fixed at seed 0 in every run.
+    """
+
+    design: Design
+    # (stream, its seeds), outer first, of the training streams the table names; nested: range(count)
+    levels: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True)
 class Profile:
     """How a study is run: data, budget and seeds (`paper` = SPEC 2.5 on DESED, `quick` = synthetic)."""
 
@@ -113,6 +128,17 @@ class StudySpec:
     # The study's factors (those its variants set), by name, in column order: the registry's descriptions
     # with the file's [factor."key"] tables applied.
     factor_specs: Mapping[str, FactorSpec] = field(default_factory=dict)
+    # [study] plugins, as every process loads them: module names, and .py files as absolute paths.
+    plugins: tuple[str, ...] = ()
+    streams: StreamDesign | None = None  # a table of seed streams as `seeds`; None: one seed per run
+    # The seeds of the study's teachers (`teacher_seeds`), each its own cached stage and bundle; (): one
+    # teacher, `teacher_seed`.
+    teacher_seeds: tuple[int, ...] = ()
+
+    @property
+    def teachers(self) -> tuple[int, ...]:
+        """The seeds of the study's teachers, the first being the one [tune] distils from."""
+        return self.teacher_seeds or (self.teacher_seed,)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -147,8 +173,10 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
     where = str(path)
     _reject_unknown(raw, TOP_LEVEL_KEYS, where)
     head = _table(raw.get("study", {}), f"{where}: [study]")
-    _reject_unknown(head, ("name", "description", "seeds", "teacher_seed", "paired"), f"{where}: [study]")
-    for key in ("seeds", "teacher_seed"):  # accepted at the top of the file or inside [study]
+    _reject_unknown(head, ("name", "description", "seeds", "teacher_seed", "teacher_seeds", "streams", "paired",
+                           "plugins"), f"{where}: [study]")
+    loaded = _plugins(head.get("plugins", []), path, f"{where}: [study] plugins")
+    for key in ("seeds", "teacher_seed", "teacher_seeds"):  # accepted at the top of the file or inside [study]
         if key in raw and key in head:
             raise ConfigError(f"{where}: {key!r} is given twice (top level and [study]); keep one")
         if key in raw:
@@ -167,6 +195,7 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
     tables = tuple(_table_spec(t, i, names, where) for i, t in enumerate(raw.get("table", [])))
     if not tables:
         tables = (Table(name=str(name), caption=head.get("description", ""), variants=tuple(names)),)
+    streams, teachers = _seed_design(head, where)
     profiles = _table(raw.get("profiles", {}), f"{where}: [profiles]")
     for pname, prof in profiles.items():
         _profile_settings(prof, f"{where}: profiles.{pname}")
@@ -176,8 +205,10 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
         description=str(head.get("description", "")),
         base=base,
         data=data,
-        seeds=_seeds(head["seeds"], f"{where}: seeds") if "seeds" in head else None,
-        teacher_seed=_int(head.get("teacher_seed", 0), f"{where}: teacher_seed"),
+        seeds=None if "seeds" not in head or streams is not None else _seeds(head["seeds"], f"{where}: seeds"),
+        teacher_seed=teachers[0] if teachers else _int(head.get("teacher_seed", 0), f"{where}: teacher_seed"),
+        teacher_seeds=teachers if len(teachers) > 1 else (),
+        streams=streams,
         variants=variants,
         comparisons=comparisons,
         tables=tables,
@@ -186,10 +217,22 @@ def parse_study(raw: Mapping[str, Any], path: Path) -> StudySpec:
         paired=_paired(head.get("paired", False), f"{where}: [study] paired"),
         cluster=parse_cluster(_table(raw.get("cluster", {}), f"{where}: [cluster]"), where),
         factor_specs=factor_specs,
+        plugins=loaded,
     )
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def _plugins(value: Any, path: Path, where: str) -> tuple[str, ...]:
+    """Load the installed plugins (entry points) and the study's own, before anything reads a name they
+    declare; returns the study's as every worker loads them again (files by absolute path)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'{where}: expected a list of module names or .py files, e.g. plugins = ["mypkg.models", '
+                          f'"./my_model.py"], got {value!r}')
+    plugins.load_entry_points()
+    loaded = plugins.load_plugins(value, path.parent, where)
+    return tuple(p.path if p.ref != p.module else p.ref for p in loaded)
 
 
 def _study_name(value: Any, where: str) -> str:
@@ -232,6 +275,55 @@ def _seeds(value: Any, where: str) -> tuple[int, ...]:
     raise ConfigError(f"{where}: expected a count (e.g. 10) or a non-empty list of integers, got {value!r}")
 
 
+def _seed_design(head: Mapping[str, Any], where: str) -> tuple[StreamDesign | None, tuple[int, ...]]:
+    """[study] seeds as a table of streams, `streams` and `teacher_seeds` -> (the design or None, the teachers'
+    seeds; () for the one teacher of `teacher_seed`)."""
+    teacher_seed = _int(head.get("teacher_seed", 0), f"{where}: teacher_seed")
+    teachers = (_teacher_seeds(head["teacher_seeds"], teacher_seed, "teacher_seed" in head, f"{where}: teacher_seeds")
+                if "teacher_seeds" in head else ())
+    design = head.get("streams")
+    if design is not None and design not in DESIGNS:
+        raise ConfigError(f'{where}: [study] streams: expected "crossed" or "nested", got {design!r}')
+    table = head.get("seeds")
+    if not isinstance(table, Mapping):
+        if design is not None:
+            raise ConfigError(f"{where}: [study] streams = {design!r} needs seeds as a table of streams, e.g. "
+                              "seeds = { init = 3, order = 3 }; streams: " + ", ".join(STREAMS))
+        return None, teachers
+    unknown = sorted(set(table) - set(STREAMS))
+    if unknown or not table:
+        what = f"unknown stream {unknown[0]!r}" if unknown else "names no stream"
+        raise ConfigError(f"{where}: seeds: {what}; streams: {', '.join(STREAMS)} (e.g. seeds = {{ init = 3, "
+                          "order = 3 }})")
+    if "teacher" in table:
+        named = _teacher_seeds(table["teacher"], teacher_seed, "teacher_seed" in head, f"{where}: seeds.teacher")
+        if teachers and named != teachers:
+            raise ConfigError(f"{where}: seeds.teacher {table['teacher']!r} and teacher_seeds "
+                              f"{head['teacher_seeds']!r} name different teachers; keep one")
+        teachers = named
+    levels = tuple((name, _stream_levels(table[name], design or "crossed", f"{where}: seeds.{name}"))
+                   for name in TRAINING_STREAMS if name in table)
+    return StreamDesign(design=design or "crossed", levels=levels), teachers
+
+
+def _stream_levels(value: Any, design: str, where: str) -> tuple[int, ...]:
+    """A stream's seeds: a count or a list (crossed), a count (nested: each outer level numbers its own)."""
+    if design == "nested" and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"{where}: a nested design takes a count of seeds per level of the outer streams, "
+                          f"e.g. 3, got {value!r}")
+    return _seeds(value, where)
+
+
+def _teacher_seeds(value: Any, teacher_seed: int, seed_given: bool, where: str) -> tuple[int, ...]:
+    """`N`: N teachers of seeds teacher_seed, teacher_seed + 1, ...; a list: the teachers' seeds."""
+    if isinstance(value, list) and seed_given:
+        raise ConfigError(f"{where}: a list of teacher seeds leaves no role to teacher_seed; give teacher_seed "
+                          "with a count (teachers teacher_seed, teacher_seed + 1, ...) or the list alone")
+    if isinstance(value, list):
+        return _seeds(value, where)
+    return tuple(teacher_seed + s for s in _seeds(value, where))
+
+
 def _variants(raw: Mapping[str, Any], where: str, described: Mapping[str, FactorSpec]) -> tuple[Variant, ...]:
     listed = [_listed_variant(v, i, where, described) for i, v in enumerate(raw.get("variant", []))]
     grid = _grid_variants(raw["grid"], f"{where}: [grid]", described) if "grid" in raw else []
@@ -263,24 +355,32 @@ def canonical_factor(name: str) -> str:
     return plugins.factor_spec(name).name
 
 
-def _level(name: str, level: Any, where: str) -> Any:
-    """A factor level checked against the config and read back as the config holds it (1 -> 1.0 for a float)."""
-    if isinstance(level, list):
-        level = tuple(level)
-    config = with_factors(MethodConfig(), {name: level}, where)
-    value = config_value(config, factor_key(name))
-    return tuple(value) if isinstance(value, list) else value
-
-
 def _factor_levels(entries: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Factor keys of a [[variant]] or of one grid point -> {canonical name: level}, checked."""
-    out: dict[str, Any] = {}
+    """Factor keys of a [[variant]] or of one grid point -> {canonical name: level}, checked together (so that
+    "student.model" chooses the model whose keys the others are) and read back as the config holds them
+    (1 -> 1.0 for a float key)."""
+    given: dict[str, Any] = {}
     for name, level in entries.items():
         canonical = canonical_factor(name)
-        if canonical in out:
+        if canonical in given:
             raise ConfigError(f"{where}: factor {canonical!r} is given twice (as {name!r}); keep one")
-        out[canonical] = _level(canonical, level, where)
+        given[canonical] = tuple(level) if isinstance(level, list) else level
+    config = with_factors(MethodConfig(), given, where)
+    out = {}
+    for name in given:
+        value = config_value(config, factor_key(name))
+        out[name] = tuple(value) if isinstance(value, list) else value
     return out
+
+
+def _matching_level(levels: list[Any], wanted: Any) -> Any:
+    """The level among `levels` that `wanted` (as a TOML value) names: equal, or the same number."""
+    for level in levels:
+        if level == wanted or level_text(level) == level_text(wanted):
+            return level
+        if isinstance(level, (int, float)) and isinstance(wanted, (int, float)) and float(level) == float(wanted):
+            return level
+    return None
 
 
 def _listed_variant(value: Any, index: int, where: str, described: Mapping[str, FactorSpec]) -> Variant:
@@ -471,8 +571,8 @@ def _comparisons_of(entry: Mapping[str, Any], variants: tuple[Variant, ...],
     groups = _groups_without(variants, name, factor_specs)
     levels = list(dict.fromkeys(v.factor_dict[name] for v in variants if name in v.factor_dict))
     if "against" in entry:
-        against = _level(name, entry["against"], f"{here}.against")
-        if against not in levels:
+        against = _matching_level(levels, entry["against"])
+        if against is None:
             raise ConfigError(f"{here}.against: {entry['against']!r} is not a level of {name!r} in the variants; levels: "
                               f"{', '.join(level_text(x) for x in levels)}")
         pairs = [(a, against) for a in levels if a != against]

@@ -124,20 +124,23 @@ class StageKeys:
         self.data, self.teacher_seed = data, teacher_seed
         self._files: dict[tuple[str, int], str] = {}
 
-    def teacher(self, config: MethodConfig) -> str:
+    def teacher(self, config: MethodConfig, teacher_seed: int | None = None) -> str:
+        """The key of `config`'s teacher of seed `teacher_seed` (None: the one given at construction)."""
         sha = None
         if config.teacher.source == "file":
             sha = self._predictions_sha(Path(config.teacher.predictions), config.features.n_frames)
-        return identity.teacher_key(config.teacher, config.features, self.teacher_seed, self.data.key, sha)
+        seed = self.teacher_seed if teacher_seed is None else teacher_seed
+        return identity.teacher_key(config.teacher, config.features, seed, self.data.key, sha)
 
-    def __call__(self, config: MethodConfig, where: str = "config") -> str:
-        """The bundle key of `config`, once it is checked against the data (before any work).
+    def __call__(self, config: MethodConfig, where: str = "config", teacher_seed: int | None = None) -> str:
+        """The bundle key of `config` with the teacher of seed `teacher_seed` (None: the one given at
+        construction), once it is checked against the data (before any work).
 
         Raises:
             ConfigError: frames that do not cover the clips, or a variant needing a subset the data lacks.
         """
         check_against_data(config, self.data, where)
-        return identity.bundle_key(self.data.key, config.features, self.teacher(config))
+        return identity.bundle_key(self.data.key, config.features, self.teacher(config, teacher_seed))
 
     def _predictions_sha(self, path: Path, n_frames: int) -> str:
         """sha256 of a teacher file, checked in full against the clips it must cover (before any work)."""

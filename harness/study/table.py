@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.records import RecordError, Result, atomic_file, read_record
-from harness.schema import FACTOR_COLUMNS, PER_CLASS_COLUMNS, RESULTS_COLUMNS
+from harness.schema import FACTOR_COLUMNS, LAST_METRIC_COLUMN, PER_CLASS_COLUMNS, RESULTS_COLUMNS
+from harness.streams import STREAMS, column
 
 log = logging.getLogger("harness.table")
 
@@ -39,7 +40,8 @@ def result_row(record: Result) -> dict:
     flat = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     flat.update(dataclasses.asdict(record.provenance))
     flat["sed_scores_eval_version"] = record.metric_versions.get("sed_scores_eval")
-    return {**{c: flat[c] for c in RESULTS_COLUMNS}, **record.factors}
+    streams = {column(name): seed for name, seed in record.streams.items()}
+    return {**{c: flat[c] for c in RESULTS_COLUMNS}, **record.factors, **record.metrics, **streams}
 
 
 def results_frame(records: list[Result]) -> pd.DataFrame:
@@ -49,10 +51,17 @@ def results_frame(records: list[Result]) -> pd.DataFrame:
 
 
 def results_columns(records: list[Result]) -> list[str]:
-    """RESULTS_COLUMNS with the records' other factor columns inserted after the paper's four."""
+    """RESULTS_COLUMNS with the records' other factor columns inserted after the paper's four, the seed
+    streams' columns (seed_teacher, seed_init, seed_order, seed_augment: a study that varies streams or
+    teachers) after `seed`, and the columns of plugin metrics after the built-in metrics."""
     extra = list(dict.fromkeys(k for r in records for k in r.factors))
+    metrics = list(dict.fromkeys(k for r in records for k in r.metrics))
+    streams = [column(name) for name in STREAMS if any(name in r.streams for r in records)]
     at = RESULTS_COLUMNS.index(FACTOR_COLUMNS[-1]) + 1
-    return [*RESULTS_COLUMNS[:at], *extra, *RESULTS_COLUMNS[at:]]
+    seed = RESULTS_COLUMNS.index("seed") + 1
+    after = RESULTS_COLUMNS.index(LAST_METRIC_COLUMN) + 1
+    return [*RESULTS_COLUMNS[:at], *extra, *RESULTS_COLUMNS[at:seed], *streams, *RESULTS_COLUMNS[seed:after],
+            *metrics, *RESULTS_COLUMNS[after:]]
 
 
 def per_class_frame(records: list[Result]) -> pd.DataFrame:

@@ -96,16 +96,12 @@ class ExecutorSettings:
 
 
 def make_executor(settings: ExecutorSettings) -> Executor:
-    if settings.backend == "inprocess":
-        from harness.study.executors.inprocess import InProcessExecutor
+    """The executor of a registered backend (harness.plugins.executors; the built-ins in harness.builtins)."""
+    from harness import plugins
 
-        return InProcessExecutor()
-    if settings.backend == "local":
-        from harness.study.executors.local import LocalExecutor
-
-        return LocalExecutor(settings.parallel, settings.threads)
-    if settings.backend == "dask":
-        from harness.study.executors.dask import DaskExecutor
-
-        return DaskExecutor(settings)
-    raise ConfigError(f"--backend {settings.backend!r}: expected local, dask or inprocess")
+    spec = plugins.executors.get(settings.backend, "--backend")
+    if spec.make is None:
+        waiting = [n for n in plugins.executors if plugins.executors.get(n).make is not None]
+        raise ConfigError(f"--backend {settings.backend!r} submits the study and exits; a driver that waits needs "
+                          f"one of {', '.join(waiting)}")
+    return spec.make(settings)
