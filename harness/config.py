@@ -163,6 +163,10 @@ class DataConfig:
     validation_audio: str | None = None
     test_tsv: str | None = None
     test_audio: str | None = None
+    # The true events of the unlabeled clips (a strong TSV, relative to root), for the report's pseudolabel
+    # quality only: no job reads it. None = the corpus's metadata/train/unlabel_in_domain_truth.tsv when it exists
+    # (the synthetic corpus writes it), else none (harness.data.desed.unlabeled_truth).
+    unlabeled_truth_tsv: str | None = None
 
 
 # The paper's four factors: short name -> (section, field) in MethodConfig. Their descriptions (labels,

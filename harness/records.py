@@ -372,6 +372,24 @@ class ReferenceRow:
 
 
 @dataclass(frozen=True)
+class PseudolabelRow:
+    """A teacher's pseudolabels on the unlabeled clips scored against their truth (harness.study.pseudolabels):
+    F1 in %, the AUC a fraction; None where undefined (no class counts)."""
+
+    name: str  # the teacher's row name, as in Tables 1-3
+    presence_threshold: float  # loss.presence_threshold: binarises the strong and the weak pseudolabels
+    gated: bool  # event masking: the frame targets count only on the classes with t^w >= presence_threshold
+    strong_event_f1: float | None
+    strong_segment_f1: float | None
+    weak_clip_f1: float | None
+    weak_auc: float | None
+    n_clips: int  # the unlabeled clips of known truth, those scored
+    val_f1: float | None  # the teacher's own event F1 on validation and test (stages.teacher_scores)
+    test_f1: float | None
+    truth: str  # the truth TSV: relative to the data's root when inside it, else absolute
+
+
+@dataclass(frozen=True)
 class StudyRecord:
     """runs/<run>/study.json: the resolution, what the report needs, and the current plan's job ids."""
 
@@ -402,6 +420,8 @@ class StudyRecord:
     streams_design: str = ""
     streams: tuple[str, ...] = ()
     teacher_seeds: tuple[int, ...] = ()
+    # The teachers' pseudolabels scored against the truth of the unlabeled clips; () where it is not known.
+    pseudolabel_rows: tuple[PseudolabelRow, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,11 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
 }
 
 REFERENCE_COLUMNS: tuple[str, ...] = ("filename", "onset", "offset", "event_label")
+# The true events of the unlabeled clips, in the strong format, where they are known (the built-in synthetic
+# corpus writes it). Not one of the subsets' TSVs: the data's key never reads it (harness.identity.data_key), so
+# it can be added to a corpus, or changed, without making any job new. Only the report's pseudolabel quality
+# reads it (harness.study.pseudolabels).
+UNLABELED_TRUTH_TSV = "metadata/train/unlabel_in_domain_truth.tsv"
 # Subsets a dataset may lack: without its TSV at DESED's path (and no data.<name>_tsv), one loads empty.
 OPTIONAL_SUBSETS: tuple[str, ...] = ("weak", "unlabeled")
 _MAX_LISTED = 5  # missing files named in an error message
@@ -413,6 +418,35 @@ def subset_labels(data: DataConfig, name: str, root: Path) -> set[str]:
     if kind == "weak":
         return set().union(*_parse_weak(tsv, rows, anything).values())
     return set()
+
+
+def unlabeled_truth(data: DataConfig, root: Path | str | None = None) -> Path | None:
+    """The TSV of the unlabeled clips' true events: data.unlabeled_truth_tsv (relative to the root, or absolute),
+    else the corpus's UNLABELED_TRUTH_TSV when it exists, else None (their truth is not known).
+
+    Raises:
+        DataError: data.unlabeled_truth_tsv names a file that does not exist.
+    """
+    root = _root_of(data, root)
+    if data.unlabeled_truth_tsv is None:
+        path = root / UNLABELED_TRUTH_TSV
+        return path if path.is_file() else None
+    path = root / Path(data.unlabeled_truth_tsv).expanduser()  # an absolute one is kept as it is
+    if not path.is_file():
+        raise not_a_file(path, "truth of the unlabeled clips", "check data.unlabeled_truth_tsv (a strong TSV: "
+                         "filename, onset, offset, event_label), or leave it out")
+    return path
+
+
+def read_strong_tsv(tsv: Path, classes: Sequence[str]) -> dict[str, tuple[Event, ...]]:
+    """Every clip a strong TSV lists (in order, those of DESED's empty-label rows included) and its events,
+    checked as a strong subset's TSV is, labels against `classes`; no audio is read.
+
+    Raises:
+        DataError: a missing or malformed TSV, or a label outside `classes` (path and line named).
+    """
+    check = LabelCheck(tuple(classes), "correct the label (the study's classes)")
+    return {name: tuple(events) for name, events in _parse_strong(tsv, _read_rows(tsv, "strong"), check).items()}
 
 
 def _make_clip(

@@ -28,7 +28,7 @@ from scipy import fft as sp_fft
 
 from harness.filelock import locked
 from harness.constants import CLASSES, CLIP_SECONDS, DESED_MEDIAN_SECONDS
-from harness.data.desed import LAYOUT
+from harness.data.desed import LAYOUT, UNLABELED_TRUTH_TSV
 from harness.errors import DataError, full_disk_named
 
 log = logging.getLogger("harness.data")
@@ -373,14 +373,23 @@ def _draw_events(rng: np.random.Generator, subset: str, index: int) -> list[tupl
     return sorted(events)
 
 
+def _name_and_events(rng: np.random.Generator, spec: ClipSpec) -> tuple[str, list[tuple[float, float, str]]]:
+    """The clip's file name and events: the first draws of its generator, before any of its audio."""
+    return _clip_name(rng, spec.subset, spec.index), _draw_events(rng, spec.subset, spec.index)
+
+
+def clip_events(spec: ClipSpec) -> tuple[str, list[tuple[float, float, str]]]:
+    """(filename, events) of a clip exactly as render_clip draws them, without synthesising its audio."""
+    return _name_and_events(clip_rng(spec.seed, spec.subset, spec.index), spec)
+
+
 def render_clip(spec: ClipSpec, audio_dir: Path) -> tuple[str, list[tuple[float, float, str]]]:
     """Synthesise one clip, write it as 16-bit mono WAV into audio_dir, and return (filename, events)."""
     rng = clip_rng(spec.seed, spec.subset, spec.index)
     sr = spec.sample_rate
     n = int(CLIP_SECONDS * sr)
-    name = _clip_name(rng, spec.subset, spec.index)
+    name, events = _name_and_events(rng, spec)
     domain = SYNTHETIC if spec.subset == "synthetic" else REAL
-    events = _draw_events(rng, spec.subset, spec.index)
     foreground = np.zeros(n)
     for onset, offset, label in events:
         a, b = int(round(onset * sr)), int(round(offset * sr))
@@ -517,6 +526,7 @@ def generate(
 def _generate(out: Path, size: Size, seed: int, sample_rate: int, n_jobs: int | None) -> dict[str, int]:
     counts = dict(SIZES[size])
     if _prepare(out, size, seed, sample_rate):
+        _add_missing_truth(out, counts["unlabeled"], seed, sample_rate)
         return counts
     start = time.perf_counter()
     for subset in counts:
@@ -543,6 +553,30 @@ def _write_metadata(out: Path, specs: list[ClipSpec], rendered: list[tuple[str, 
     for subset, rows in by_subset.items():
         kind, tsv, _ = LAYOUT[subset]
         (out / tsv).write_text(_TSV_WRITERS[kind](rows))
+    # The unlabeled clips' true events, beside (never in) their TSV: the report scores the teacher's pseudolabels
+    # against them, and the data's key, which hashes the subsets' TSVs only, stays what it was.
+    (out / UNLABELED_TRUTH_TSV).write_text(_strong_tsv(by_subset.get("unlabeled", [])))
+
+
+def _add_missing_truth(out: Path, n_unlabeled: int, seed: int, sample_rate: int) -> None:
+    """Write the truth of the unlabeled clips into a finished corpus generated before it was written.
+
+    Their events are the first draws of each clip's generator (clip_events), so this takes milliseconds and
+    gives the bytes a new generation writes; no other file is touched. A corpus that cannot be written to
+    (read-only) is left without it: the report then shows no pseudolabel quality.
+    """
+    path = out / UNLABELED_TRUTH_TSV
+    if path.is_file():
+        return
+    rows = [clip_events(ClipSpec("unlabeled", i, seed, sample_rate)) for i in range(n_unlabeled)]
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(_strong_tsv(rows))
+        tmp.replace(path)  # readers see the whole file or none
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        log.warning("synthetic corpus %s: cannot write the truth of its unlabeled clips (%s); the report will "
+                    "show no pseudolabel quality", out, e)
 
 
 def ensure_corpus(out: Path | str, size: Size = "quick", seed: int = 0, sample_rate: int = 16000) -> Path:

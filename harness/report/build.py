@@ -31,6 +31,7 @@ from harness.errors import DataError, full_disk_named
 from harness.records import RescoreRecord, StudyRecord, to_data
 from harness.schema import ROW_IDENTITY_COLUMNS
 from harness.report import convergence, figures, missing, sections, stats, tables
+from harness.report.pseudolabels import pseudolabel_blocks
 from harness.study.rundir import read_study_record
 from harness.study.table import read_results
 from harness.report.summary import analyse_summary, read_summary
@@ -460,6 +461,7 @@ def build_report(run_dir: Path, out_dir: Path, test: stats.TestKind = "student",
     verdicts = _convergence(run_dir, results)
     flagged = sections.unconverged_variants(results, verdicts)
     blocks += _variant_table_blocks(out_dir, results, study, choice, flagged)
+    blocks += pseudolabel_blocks(out_dir, study)  # the teacher beside its row: its pseudolabels, where truth is known
     variants = [v for v in _variant_order(study, results) if (results["variant"] == v).any()]
     blocks += sections.convergence_blocks(out_dir, results, variants, verdicts)
     within, missing = _within_run(run_dir, results, choice, rescore_record, cache_dir, seed)

@@ -121,9 +121,6 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
     scores, threshold_free, extra = {}, {}, {}
     with EnergyMeter(job.config.train.energy_country, gpus) as meter:
         probabilities = {subset: predict_subset(outcome.model, bundle, subset, dev) for subset in EVAL_SUBSETS}
-        if job.config.train.checkpoint:
-            with atomic_file(job_dir / "best.pt") as tmp:  # replaces a link there rather than writing through it
-                torch.save(outcome.model.state_dict(), tmp)
         if release is not None:
             release()
         for subset in EVAL_SUBSETS:
@@ -135,6 +132,9 @@ def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None =
             threshold_free[subset] = _psds(bundle, subset, ev.frame)
             extra[subset] = plugin_metric_values(ev.frame, ev.clip, bundle, subset)
         energy["eval"] = meter.stop()
+    if job.config.train.checkpoint:  # last: a job that fails on a full disk leaves room for its error.json
+        with atomic_file(job_dir / "best.pt") as tmp:  # replaces a link there rather than writing through it
+            torch.save(outcome.model.state_dict(), tmp)
     result = _result(job, bundle, outcome, scores, time.perf_counter() - started, dev, threads, threshold_free,
                      energy)
     result = dataclasses.replace(result, metrics={f"{short}_{name}": value for split, short in SPLIT_SHORT

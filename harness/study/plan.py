@@ -198,9 +198,10 @@ def resolve(
         seeds = tuple(range(len(spec.teachers) * math.prod(len(levels) for _, levels in streams.levels)))
     check_method(base, where)
     # Run-only settings (device, evaluator, ...) change no number: they never make a study another one.
-    # The data's folder is compared on its own (see harness.study.rundir), whichever flag gave it.
+    # The data's folder is compared on its own (see harness.study.rundir), whichever flag gave it. The truth of
+    # the unlabeled clips is read by the report only (pseudolabel quality): it changes no job's number either.
     numbered = identity.without_run_only(method_set)
-    data_numbered = {k: v for k, v in data_set.items() if k != "root"}
+    data_numbered = {k: v for k, v in data_set.items() if k not in ("root", "unlabeled_truth_tsv")}
     has_overrides = bool(numbered or data_numbered or seeds_set)
     key = identity.digest(numbered, data_numbered, list(seeds_set or ())) if has_overrides else ""
     return ResolvedStudy(spec=spec, profile=profile, base=base, data=data, seeds=seeds,

@@ -61,6 +61,7 @@ from harness.study.rundir import (
     remove_if_bare,
     resolution_of,
 )
+from harness.study.pseudolabels import quality_rows
 from harness.study.stages import DataState, StageKeys, teacher_scores
 from harness.study.table import read_results, write_tables
 
@@ -442,6 +443,8 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
         teacher_rows.append(ReferenceRow(name=teacher_label(key, job.teacher_seed, len(bundles), len(spec.teachers)),
                                          val_f1=round(t["validation"]["event_f1"], 4),
                                          test_f1=round(t["test"]["event_f1"], 4)))
+    names = {j.bundle_key: teacher_label(j.bundle_key, j.teacher_seed, len(bundles), len(spec.teachers)) for j in jobs}
+    pseudolabel_rows = quality_rows(bundles, jobs, data, names)  # () where the unlabeled clips' truth is not known
     base = study.base
     factors = {j.variant: j.factors for j in jobs}
     record = StudyRecord(
@@ -460,7 +463,7 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
         comparisons=tuple(ComparisonInfo(c.label, c.a, c.b, c.rope) for c in spec.comparisons),
         reference_rows=tuple(teacher_rows), seeds=tuple(study.seeds), jobs=tuple(j.job_id for j in jobs),
         tune_jobs=tuple(j.job_id for j in tune_jobs), git_commit=git_commit(), paired=spec.paired,
-        sequential=sequential, **_streams_record(study, jobs),
+        sequential=sequential, pseudolabel_rows=pseudolabel_rows, **_streams_record(study, jobs),
     )
     write_record(run_dir / STUDY, record)
 

@@ -93,8 +93,8 @@ def write_tables(run_dir: Path, records: list[Result], order: list[str] | None =
         key = lambda s: s.map(rank) if s.name == "variant" else s  # noqa: E731
         results = results.sort_values(["variant", "seed"], key=key, kind="stable")
         per_class = per_class.sort_values(["variant", "seed"], key=key, kind="stable")
-    for column in _FINE_COLUMNS:  # kWh of a short job are ~1e-5: 4 decimals would print 0.0000
-        results[column] = [_fine(x) for x in results[column]]
+    for name in _FINE_COLUMNS:  # kWh of a short job are ~1e-5: 4 decimals would print 0.0000
+        results[name] = [_fine(x) for x in results[name]]
     paths = []
     for frame, name in ((results, "results.csv"), (per_class, "results_per_class.csv")):
         path = Path(run_dir) / name
