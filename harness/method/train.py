@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from harness import plugins
 from harness.config import MethodConfig
 from harness.errors import ConfigError, JobStopped
-from harness.evaluation.metrics import EventScores, SegmentScores, event_based, segment_based
-from harness.evaluation.postprocess import median_windows, postprocess
+from harness.evaluation.scoring import Evaluation, score
 from harness.method.augment import spec_augment
 from harness.method.checkpoint import (EpochPosition, TrainState, fingerprint, load_checkpoint,
                                        remove_partial_writes, save_checkpoint)
@@ -136,17 +134,6 @@ class TrainOutcome:
     steps: int
     epochs: list[EpochRecord] = field(default_factory=list)  # every epoch, restored ones included
     resumed_from: tuple[int, int] | None = None  # (epoch, step) of the checkpoint resumed; None: not resumed
-
-
-@dataclass
-class Evaluation:
-    """Scores and outputs of a model on one evaluation subset."""
-
-    events: EventScores
-    segments: SegmentScores
-    predictions: pd.DataFrame  # post-processed events (filename, onset, offset, event_label)
-    frame: np.ndarray  # [N, C, T] raw frame probabilities (before gating)
-    clip: np.ndarray  # [N, C] clip probabilities
 
 
 def train_student(
@@ -410,17 +397,3 @@ def predict_subset(model: torch.nn.Module, bundle: Bundle, subset: str, device: 
     return predict(model, bundle.features(subset), mean, std, device)
 
 
-def score(frame: np.ndarray, clip: np.ndarray, bundle: Bundle, subset: str, config: MethodConfig) -> Evaluation:
-    """Post-process probabilities and score them against the subset's reference (SPEC 2 Metric)."""
-    ids = bundle.clip_ids(subset)
-    windows = median_windows(bundle.event_frames[config.postprocess.window_statistic],
-                             config.postprocess.window_fraction)
-    # The bundle's frame hop, from the config it was built with: events at the right seconds at any hop.
-    events = postprocess(frame, clip, ids, windows, config.postprocess, config.student.gate_threshold,
-                         hop_seconds=bundle.hop_seconds, classes=bundle.classes, durations=bundle.durations(subset))
-    reference = bundle.reference(subset)
-    ev = event_based(reference, events, ids, config.eval.t_collar, config.eval.percentage_of_length,
-                     config.eval.evaluator, classes=bundle.classes)
-    seg = segment_based(reference, events, ids, config.eval.segment_seconds, config.eval.evaluator,
-                        classes=bundle.classes)
-    return Evaluation(events=ev, segments=seg, predictions=events, frame=frame, clip=clip)

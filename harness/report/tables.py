@@ -42,7 +42,7 @@ def left_aligned(display: pd.DataFrame) -> list[bool]:
     def is_text(column: str) -> bool:
         if column in TEXT_COLUMNS:
             return True
-        values = [str(v) for v in display[column] if str(v) not in (DASH, "N/A", "")]
+        values = [str(v) for v in display[column] if str(v) not in (DASH, "N/A", "", "Y", "N")]  # Y/N: right
         return bool(values) and not all(_is_number(v) for v in values)
     return [is_text(c) for c in display.columns]
 

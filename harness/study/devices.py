@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 LOCK_DIR = Path(tempfile.gettempdir()) / f"harness-gpu-{os.getuid()}"
 
 
@@ -28,6 +26,8 @@ def device_lease(requested: str, jobs_per_gpu: int = 1, poll_seconds: float = 1.
     host-wide locks whatever the count says, which lets a machine without a GPU test the leases.
     """
     if gpus is None:
+        import torch  # here, not at the top: the driver and `status` import this module without needing torch
+
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if requested != "auto" or gpus == 0:
         yield "cpu" if requested == "auto" else requested

@@ -9,7 +9,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import torch
 
 from harness import __version__
 
@@ -43,6 +42,8 @@ def environment() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    import torch  # here: the driver imports this module for git_commit; a worker describes the devices
+
     cuda = torch.cuda.is_available()
     return {
         "harness_version": __version__,
@@ -78,6 +79,8 @@ def cpu_features() -> tuple[str, ...]:
 
 def cpu_description() -> str:
     """The CPU as a result records it, e.g. 'Intel(R) Xeon(R) Processor; torch AVX512; avx2 avx512f'."""
+    import torch
+
     features = " ".join(cpu_features()) or "features unknown"
     return f"{cpu_model()}; torch {torch.backends.cpu.get_cpu_capability()}; {features}"
 

@@ -26,15 +26,15 @@ import torch
 
 from harness import __version__, plugins
 from harness.bundle import Bundle
-from harness.config import factors_of, to_dict
+from harness.config import factors_of
 from harness.errors import DataError, HarnessError, JobRunningElsewhere, JobStopped
 from harness.evaluation.energy import EnergyMeter, EnergyReading
 from harness.evaluation.outputs import write_dcase_tsv, write_probabilities
 from harness.evaluation.registered import plugin_metric_values
-from harness.method.train import EpochRecord, predict_subset, score, train_student
+from harness.evaluation.scoring import score
+from harness.method.train import EpochRecord, predict_subset, train_student
 from harness.records import (
     Failure,
-    JobRecord,
     Provenance,
     RecordError,
     Result,
@@ -48,7 +48,7 @@ from harness.schema import EPOCH_COLUMNS
 from harness.study.curves import CurveWriter
 from harness.study.devices import device_lease
 from harness.study.environment import cpu_description, git_commit
-from harness.study.jobfiles import CHECKPOINT, ERROR, LOG, REPLACED_RESULT, RESULT, STARTED, attempts
+from harness.study.jobfiles import CHECKPOINT, ELSEWHERE, ERROR, LOG, REPLACED_RESULT, RESULT, STARTED, attempts
 from harness.study.lock import JobLock
 from harness.study.plan import JobSpec
 from harness.study.stages import resolve_device
@@ -56,17 +56,6 @@ from harness.study.stages import resolve_device
 RUNNING = threading.Event()  # set while this process runs a job (see harness.study.workers: a stop signal)
 EXIT_ON_STOP = False  # set in the local backend's pool workers: a stopped worker leaves at once...
 HOLD = threading.Event()  # ...unless the driver is stopping the study: it ends the workers itself (workers.stop_jobs)
-ELSEWHERE = "running_elsewhere"  # execute's status for a job another live process runs (its lock is held)
-
-
-def job_record(job: JobSpec) -> JobRecord:
-    """The job's identity and resolved config, as written to job.json."""
-    return JobRecord(job_id=job.job_id, study=job.study, variant=job.variant, seed=job.seed, profile=job.profile,
-                     phase=job.phase, teacher_seed=job.teacher_seed, factors=job.factors,
-                     config=to_dict(job.config), data=to_dict(job.data), bundle_key=job.bundle_key,
-                     config_key=job.config_key, streams=dict(job.streams))
-
-
 def run_job(job: JobSpec, bundle_root: Path, job_dir: Path, device: str | None = None, threads: int = 1,
             stop: threading.Event | None = None, release: Callable[[], None] | None = None) -> Result:
     """Train and evaluate one student; write its outputs into `job_dir`; return the result record.

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.config import to_dict
 from harness.errors import HarnessError
-from harness.records import Failure, RecordError, Result, read_json, read_record
+from harness.records import Failure, JobRecord, RecordError, Result, read_json, read_record
 from harness.study.executors.slurm import ACTIVE, cancel, states
 from harness.study.lock import is_locked, job_is_locked
 
@@ -20,6 +21,15 @@ STARTED = "started.json"
 LOG = "log.txt"
 CHECKPOINT = "checkpoint.pt"  # the whole training state, rewritten every epoch (harness.method.checkpoint)
 SUBMISSIONS = Path("slurm") / "submissions.json"  # each task's Slurm id, for runs submitted with --backend slurm
+ELSEWHERE = "running_elsewhere"  # execute's status for a job another live process runs (its lock is held)
+
+
+def job_record(job) -> JobRecord:
+    """The job's identity and resolved config (a harness.study.plan.JobSpec), as written to job.json."""
+    return JobRecord(job_id=job.job_id, study=job.study, variant=job.variant, seed=job.seed, profile=job.profile,
+                     phase=job.phase, teacher_seed=job.teacher_seed, factors=job.factors,
+                     config=to_dict(job.config), data=to_dict(job.data), bundle_key=job.bundle_key,
+                     config_key=job.config_key, streams=dict(job.streams))
 
 
 def job_dir(run_dir: Path, job) -> Path:

@@ -234,7 +234,7 @@ def _check_references(bundle: Bundle) -> None:
 
 def rescore_job(job_dir: Path, settings: RescoreSettings, cache_dir: Path | None = None) -> Result:
     """A job's Result with every score recomputed under `settings` (the rest of the record kept)."""
-    from harness.method.train import score  # the job's own scoring: the same settings give the same numbers
+    from harness.evaluation.scoring import score  # the job's own scoring: the same settings give the same numbers
 
     inputs = load_job(job_dir, settings, cache_dir)
     changes: dict[str, Any] = {}
@@ -449,7 +449,7 @@ def job_uncertainty(job_dir: Path, settings: RescoreSettings, columns: Sequence[
 def _interval(inputs: JobInputs, settings: RescoreSettings, subset: str, metric: str,
               rng: np.random.Generator) -> IntervalRecord | None:
     from harness.evaluation import bootstrap
-    from harness.method.train import score
+    from harness.evaluation.scoring import score
 
     try:
         if metric == "f1":

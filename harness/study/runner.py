@@ -43,13 +43,12 @@ from harness.records import (
     write_record,
 )
 from harness.streams import STREAMS
-from harness.study import job as jobmod
-from harness.study import stage_tasks, workers
+from harness.study import stage_tasks, task_entry, workers
 from harness.study.executors import Executor, Task, make_executor
 from harness.study.executors.base import ExecutorSettings
 from harness.study.executors.dask import clear_old_stop_files
-from harness.study.environment import environment, git_commit
-from harness.study.jobfiles import job_dir, status_of
+from harness.study.environment import git_commit
+from harness.study.jobfiles import CHECKPOINT, ELSEWHERE, ERROR, LOG, RESULT, attempts, job_dir, job_record, status_of
 from harness.study.lock import StudyLock, job_is_locked
 from harness.study.plan import JobSpec, ResolvedStudy, expand, expand_tuning
 from harness.study.progress import Progress
@@ -161,8 +160,10 @@ def run_study(study: ResolvedStudy, options: RunOptions, echo: Callable[[str], N
 
 def _run_locked(study: ResolvedStudy, options: RunOptions, run_dir: Path, executor: Executor, echo,
                 seed_counts: Mapping[str, int] | None, sequential: dict | None) -> RunOutcome:
-    write_json(run_dir / "environment.json", environment())
     clear_old_stop_files(run_dir)
+    # Where the jobs run, described by a worker (on Dask or Slurm it is not the driver's machine); the driver
+    # itself never imports torch.
+    write_json(run_dir / "environment.json", stage_tasks.worker_environment(executor, options.retries))
     data = stage_tasks.load_data(executor, study.data, options.cache_dir, options.retries)
     keys = StageKeys(data, study.spec.teacher_seed)
     tune_jobs = expand_tuning(study, keys)
@@ -200,7 +201,7 @@ def _run_jobs(jobs: list[JobSpec], bundles: dict[str, Path], options: RunOptions
     states = {j.job_id: status_of(run_dir, j) for j in jobs}
     pending = [j for j in jobs if _needs_run(states[j.job_id], options)]
     outcome.skipped = len(jobs) - len(pending)
-    outcome.kept_failed = [(j, job_dir(run_dir, j) / jobmod.LOG) for j in jobs
+    outcome.kept_failed = [(j, job_dir(run_dir, j) / LOG) for j in jobs
                            if states[j.job_id] == "failed" and j not in pending]
     for job in jobs:
         if states[job.job_id] == "done" and job not in pending:
@@ -231,13 +232,13 @@ def _prepare_job_dir(job: JobSpec, run_dir: Path, options: RunOptions) -> None:
     state = status_of(run_dir, job)
     from_scratch = state == "done" or (state == "failed" and (options.force or not _resumable(directory)))
     if from_scratch and not job_is_locked(directory):  # another process runs it: its checkpoint is its own
-        (directory / jobmod.CHECKPOINT).unlink(missing_ok=True)
+        (directory / CHECKPOINT).unlink(missing_ok=True)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise HarnessError(f"{directory}: cannot create the job directory ({e.strerror or e}); check that "
                            f"{run_dir} is writable") from e
-    write_record(directory / "job.json", jobmod.job_record(job))
+    write_record(directory / "job.json", job_record(job))
 
 
 def _relabel_streams(run_dir: Path, job: JobSpec) -> None:
@@ -246,17 +247,17 @@ def _relabel_streams(run_dir: Path, job: JobSpec) -> None:
     plan's stream labels, in result.json and job.json, so that results.csv describes the plan it is part of."""
     directory = job_dir(run_dir, job)
     try:
-        result = read_record(directory / jobmod.RESULT, Result)
+        result = read_record(directory / RESULT, Result)
     except RecordError:
         return
     if result.streams != dict(job.streams):
-        write_record(directory / jobmod.RESULT, dataclasses.replace(result, streams=dict(job.streams)))
-        write_record(directory / "job.json", jobmod.job_record(job))
+        write_record(directory / RESULT, dataclasses.replace(result, streams=dict(job.streams)))
+        write_record(directory / "job.json", job_record(job))
 
 
 def _resumable(directory: Path) -> bool:
     try:
-        return read_record(directory / jobmod.ERROR, Failure).error in INFRASTRUCTURE
+        return read_record(directory / ERROR, Failure).error in INFRASTRUCTURE
     except RecordError:
         return False
 
@@ -277,7 +278,7 @@ class _Recorder:
         if job.job_id in self.seen:
             return
         self.seen.add(job.job_id)
-        if summary["status"] == jobmod.ELSEWHERE:  # another process runs it: this run did not
+        if summary["status"] == ELSEWHERE:  # another process runs it: this run did not
             self.outcome.elsewhere.append((job, summary.get("holder", "unknown")))
             self.progress.job_finished(job.variant, job.seed, summary)
             return
@@ -299,7 +300,7 @@ def _drive(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions
         job = by_id[outcome.task.key]
         if outcome.failure is not None:
             failure = outcome.failure
-            _append_log(run_dir, job, f"==== attempt {jobmod.attempts(job_dir(run_dir, job))} ended: "
+            _append_log(run_dir, job, f"==== attempt {attempts(job_dir(run_dir, job))} ended: "
                                       f"{type(failure).__name__}: {failure} ====")
             if retried[job.job_id] < options.retries:
                 retried[job.job_id] += 1
@@ -319,7 +320,7 @@ def _drive(pending: list[JobSpec], bundles: dict[str, Path], options: RunOptions
 def _job_task(job: JobSpec, bundles: dict[str, Path], options: RunOptions, run_dir: Path,
               executor: Executor) -> Task:
     stop_file = getattr(getattr(executor, "settings", None), "stop_file", None)
-    return Task(job.job_id, jobmod.execute,
+    return Task(job.job_id, task_entry.execute,
                 (job, str(bundles[job.bundle_key]), str(job_dir(run_dir, job)), _threads(options),
                  options.jobs_per_gpu),
                 {"timeout": options.job_timeout, "stop_file": stop_file}, kind="job",
@@ -329,7 +330,7 @@ def _job_task(job: JobSpec, bundles: dict[str, Path], options: RunOptions, run_d
 def _append_log(run_dir: Path, job: JobSpec, line: str) -> None:
     """A line of the driver's in the job's log.txt (where the failure reason belongs, not only error.json)."""
     try:  # never through a symbolic link (records.open_append); the job itself reports such a log.txt
-        with open_append(job_dir(run_dir, job) / jobmod.LOG) as f:
+        with open_append(job_dir(run_dir, job) / LOG) as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} harness.runner {line}\n")
     except (OSError, HarnessError):
         pass
@@ -338,8 +339,8 @@ def _append_log(run_dir: Path, job: JobSpec, line: str) -> None:
 def _record_failure(job: JobSpec, run_dir: Path, kind: str, message: str) -> dict:
     """error.json for a job that failed outside its own code (its worker died, it kept timing out); its summary."""
     directory = job_dir(run_dir, job)
-    write_record(directory / jobmod.ERROR, Failure(job_id=job.job_id, error=kind, message=message,
-                                                   log=str(directory / jobmod.LOG)))
+    write_record(directory / ERROR, Failure(job_id=job.job_id, error=kind, message=message,
+                                                   log=str(directory / LOG)))
     _append_log(run_dir, job, f"job failed: {kind}: {message}")
     log.error("job %s (%s seed %d): %s: %s", job.job_id, job.variant, job.seed, kind, message)
     return {"job_id": job.job_id, "status": "failed", "message": f"{kind}: {message}", "seconds": 0.0}

@@ -67,6 +67,14 @@ def load_data(executor: Executor, study_data, cache_dir: Path, retries: int) -> 
     return data
 
 
+def worker_environment(executor: Executor, retries: int) -> dict:
+    """harness.study.environment.environment() as a worker sees it (the machine, packages and devices)."""
+    from harness.study.environment import environment
+
+    (env,) = run_wave(executor, [Task("environment", logged, (environment,), label="environment")], retries)
+    return env
+
+
 def _read_checked(study_data, cache_dir: Path) -> DataState:
     data = read_data(study_data, cache_dir, 2)
     check_durations(data)

@@ -18,10 +18,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from harness import identity
 from harness.bundle import MANIFEST, Bundle, CacheCorrupt
@@ -47,7 +46,9 @@ from harness.records import (
     write_record,
 )
 from harness.study.plan import JobSpec
-from harness.teacher.cnn import new_member, predict_ensemble, train_member
+
+if TYPE_CHECKING:  # torch is imported where a teacher is trained or run: the driver never imports it
+    import torch
 from harness.teacher.predictions import load_predictions
 
 log = logging.getLogger("harness.stages")
@@ -433,6 +434,10 @@ def member_task(job: JobSpec, data: DataState, cache_dir: Path, member: int, job
 
 def _fit_member(job: JobSpec, inputs: _TeacherInputs, member: int, path: Path, device: str | None = None
                 ) -> torch.nn.Module:
+    import torch
+
+    from harness.teacher.cnn import train_member
+
     device = resolve_device(device or job.config.train.device)
     log.info("teacher: training member %d of %d on %d strong + %d weak clips (%s)", member + 1,
              job.config.teacher.n_models, len(inputs.strong_y), len(inputs.weak_y), device)
@@ -456,6 +461,10 @@ def _load_member(path: Path, job: JobSpec, n_classes: int) -> torch.nn.Module | 
     """A cached member, or None when absent or unreadable (then it is trained again)."""
     if not path.is_file():
         return None
+    import torch
+
+    from harness.teacher.cnn import new_member
+
     model = new_member(job.config.features.teacher_mels, job.config.teacher, n_classes)
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -467,6 +476,10 @@ def _load_member(path: Path, job: JobSpec, n_classes: int) -> torch.nn.Module | 
 
 def _train_teacher(job: JobSpec, data: DataState, cache_dir: Path, jobs: int):
     """Every member of the teacher (the cached ones loaded, the others trained here), then its predictions."""
+    import torch
+
+    from harness.teacher.cnn import predict_ensemble
+
     inputs = _teacher_inputs(job, data, cache_dir, jobs)
     teacher_key = StageKeys(data, job.teacher_seed).teacher(job.config)
     start = time.perf_counter()
@@ -500,7 +513,7 @@ def teacher_scores(bundle_root: Path, config: MethodConfig) -> dict:
     Cheap (post-processing and scoring of saved predictions), and cached beside the bundle per
     post-processing setting, so a change of post-processing never retrains the teacher.
     """
-    from harness.method.train import score  # the students' own scoring, so both are scored alike
+    from harness.evaluation.scoring import score  # the students' own scoring, so both are scored alike
 
     settings = identity.digest(config.postprocess, dataclasses.replace(config.eval, evaluator="fast"),
                                config.student.gate_threshold)
@@ -522,6 +535,8 @@ def teacher_scores(bundle_root: Path, config: MethodConfig) -> dict:
 
 def resolve_device(name: str) -> torch.device:
     """"auto" -> the first CUDA device when present, else the CPU."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
