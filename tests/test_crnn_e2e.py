@@ -60,3 +60,16 @@ def test_a_study_of_the_lstm_and_the_crnn(tmp_path, tiny_corpus, tiny_stages):
     harness("report", tmp_path / "runs" / "students-tiny", "--out", tmp_path / "report", cwd=tmp_path)
     report = (tmp_path / "report" / "report.md").read_text()
     assert "CRNN vs LSTM" in report
+
+    # The same two students as a grid factor: the same variants and jobs (nothing reruns), a factor column, and
+    # the comparison generated from the grid.
+    grid = ('[grid]\n"student.model" = ["lstm", "crnn"]\n\n[factor."student.model"]\nlabel = "Student"\n'
+            'abbreviations = { lstm = "LSTM", crnn = "CRNN" }\n\n'
+            '[[comparisons]]\nfactor = "student.model"\nagainst = "lstm"\n')
+    as_grid = run(tmp_path, grid)
+    assert "2 of 2 already finished" in as_grid.stdout and "running" not in as_grid.stdout
+    by_grid = pd.read_csv(results).set_index("variant")
+    assert by_grid.loc[["LSTM", "CRNN"], "job_id"].tolist() == table.loc[["LSTM", "CRNN"], "job_id"].tolist()
+    assert by_grid.loc[["LSTM", "CRNN"], "student.model"].tolist() == ["lstm", "crnn"]
+    harness("report", tmp_path / "runs" / "students-tiny", "--out", tmp_path / "report-grid", cwd=tmp_path)
+    assert "Student crnn vs lstm" in (tmp_path / "report-grid" / "report.md").read_text()

@@ -565,16 +565,8 @@ def _weighted_fscore(stats: _Statistics, groups: list[np.ndarray]) -> list[np.nd
     for weights in groups:
         f = []
         for name, (tp_clip, fp_clip) in per_clip.items():
-            tp, fp = weights @ tp_clip, weights @ fp_clip
-            n_ref = weights @ stats.clips.n_ref[name]
-            precision = np.where(tp + fp == 0, 1.0, tp / np.maximum(tp + fp, 1))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                recall = np.where(n_ref == 0, np.nan, tp / n_ref)
-            f.append(2 * precision * recall / np.maximum(precision + recall, 1e-15))
-        f = np.asarray(f)  # [C, B]
-        valid = ~np.isnan(f)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.append(np.where(valid.any(axis=0), np.where(valid, f, 0).sum(axis=0) / valid.sum(axis=0), np.nan))
+            f.append(_f1(weights @ tp_clip, weights @ fp_clip, weights @ stats.clips.n_ref[name]))
+        out.append(_macro(f))
     return out
 
 
@@ -741,12 +733,21 @@ def _reference_weighted_fscore(stats: _ReferenceStats, weights: np.ndarray) -> n
     for name, above in stats.above_threshold.items():
         # the statistics at the threshold: the deltas of the change points scored above it
         tp, fp = (_reference_prefix_sum(stats, name, key, above, weights) for key in ("tps", "fps"))
-        n_ref = weights @ stats.n_ref[name]
-        precision = np.where(tp + fp == 0, 1.0, tp / np.maximum(tp + fp, 1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            recall = np.where(n_ref == 0, np.nan, tp / n_ref)
-        f.append(2 * precision * recall / np.maximum(precision + recall, 1e-15))
-    f = np.asarray(f)  # [C, B]
+        f.append(_f1(tp, fp, weights @ stats.n_ref[name]))
+    return _macro(f)
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, n_ref: np.ndarray) -> np.ndarray:
+    """F1 of one class per resample [B]: precision 1 without detections, NaN without reference events."""
+    precision = np.where(tp + fp == 0, 1.0, tp / np.maximum(tp + fp, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(n_ref == 0, np.nan, tp / n_ref)
+    return 2 * precision * recall / np.maximum(precision + recall, 1e-15)
+
+
+def _macro(per_class: list[np.ndarray]) -> np.ndarray:
+    """The mean over the classes that have a value, per resample [B] (NaN where none has)."""
+    f = np.asarray(per_class)  # [C, B]
     valid = ~np.isnan(f)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(valid.any(axis=0), np.where(valid, f, 0).sum(axis=0) / valid.sum(axis=0), np.nan)

@@ -12,6 +12,7 @@ was stopped, killed or preempted resumes from its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import statistics
@@ -242,16 +243,18 @@ def _prepare_job_dir(job: JobSpec, run_dir: Path, options: RunOptions) -> None:
 
 
 def _relabel_streams(run_dir: Path, job: JobSpec) -> None:
-    """A finished job kept by a plan that names its streams otherwise (another design or teacher count, the
-    same computation: streams that differ from the seed are in the id, the teacher in the bundle) takes the
-    plan's stream labels, in result.json and job.json, so that results.csv describes the plan it is part of."""
+    """A finished job kept by a plan that labels it otherwise takes the plan's labels, in result.json and
+    job.json, so that results.csv describes the plan it is part of. The computation is the same (its id says
+    so): another stream design or teacher count (streams that differ from the seed are in the id, the teacher
+    in the bundle), or a study that now names as factors keys it did not vary before (a new factor column)."""
     directory = job_dir(run_dir, job)
     try:
         result = read_record(directory / RESULT, Result)
     except RecordError:
         return
-    if result.streams != dict(job.streams):
-        write_record(directory / RESULT, dataclasses.replace(result, streams=dict(job.streams)))
+    labels = json.loads(json.dumps({"streams": dict(job.streams), "factors": job.extra_factors}))  # as JSON reads
+    if any(getattr(result, name) != value for name, value in labels.items()):
+        write_record(directory / RESULT, dataclasses.replace(result, **labels))
         write_record(directory / "job.json", job_record(job))
 
 
