@@ -629,7 +629,6 @@ class _ReferenceStats:
     @staticmethod
     def collect(scored: ScoredSet, deltas: dict) -> "_ReferenceStats":
         ids = scored.clip_ids
-        index = {clip_id: i for i, clip_id in enumerate(ids)}
         flat_deltas = fast_psds.flat(deltas, ids, scored.classes)  # either engine's format
         above, nonzero = {}, {}
         for name in scored.classes:
@@ -646,14 +645,8 @@ class _ReferenceStats:
                 pos = np.flatnonzero(values)
                 taken = np.searchsorted(pos, n_at_least, side="left")
                 nonzero[name][key] = (pos, clip[pos], values[pos], taken)
-        n_ref = {name: np.zeros(len(ids)) for name in scored.classes}
-        t_ref = {name: np.zeros(len(ids)) for name in scored.classes}
-        for clip_id, events in scored.reference.items():
-            for onset, offset, label in events:
-                n_ref[label][index[clip_id]] += 1
-                t_ref[label][index[clip_id]] += offset - onset
-        duration = np.array([scored.durations[clip_id] for clip_id in ids])
-        return _ReferenceStats(above, nonzero, n_ref, t_ref, duration)
+        clips = _Clips.of(scored)  # the per-clip reference counts, as the fast path has them
+        return _ReferenceStats(above, nonzero, clips.n_ref, clips.t_ref, clips.duration)
 
     def curve(self, name: str, key: str, weights: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
         """[B, U + 1] weighted statistic when the threshold falls below each unique change-point score
