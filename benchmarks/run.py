@@ -111,14 +111,78 @@ def eval_rows(quick: bool) -> list[dict]:
     ]
 
 
+# The paper protocol's trial (harness.config.TrainConfig.steps) and the share of its GPU training that a job's
+# final evaluation may take (issue 25); the GPU step is not measured here (benchmarks/RESULTS-gpu.md).
+PAPER_STEPS = 48790
+EVAL_SHARE = 0.05
+RECURRENT_STEP_US = 2.0  # assumed least time of one dependent LSTM time step on a GPU (a kernel-level step)
+
+
+def final_eval_rows(quick: bool) -> list[dict]:
+    """A job's final evaluation (PSDS1, PSDS2, intersection and collar F1 on validation and test) and the
+    report's clip bootstrap, fast engine vs sed_scores_eval at the quick corpus's size and at DESED's
+    (benchmarks/bench_final_eval.py; --quick: the quick size only, one repeat), and the evaluation at DESED size
+    against a paper trial's GPU training, which is estimated, not measured (the estimate: final_eval_gpu_rows)."""
+    from benchmarks import bench_final_eval
+
+    sizes = ["quick"] if quick else ["quick", "desed"]
+    rows, _ = bench_final_eval.run(sizes, 1 if quick else 2)
+    out = []
+    for r in rows:
+        if r["part"] not in ("**a job's final evaluation**", bench_final_eval.TOTAL):
+            continue
+        what = "a job's final evaluation (val + test)" if "job" in r["part"] else "clip bootstrap, 200 resamples"
+        ratio = r["before_wall"] / r["after_wall"]
+        out.append({"figure": f"{what}, {r['size']} size: fast vs sed_scores_eval (same numbers: {r['same']})",
+                    "measured": f"{r['after_wall']:.2f} s", "baseline": f"{r['before_wall']:.2f} s", "ratio": ratio,
+                    "target": ">= 5", "met": ratio >= 5 and bool(r["same"])})
+    desed = [r for r in rows if r["size"] == "desed" and "job" in r["part"]]
+    if desed:
+        out += final_eval_gpu_rows(desed[0]["after_wall"])
+    return out
+
+
+def final_eval_gpu_rows(eval_seconds: float) -> list[dict]:
+    """The evaluation at DESED size as a share of a paper trial's GPU training. No GPU here: the row gives the
+    GPU step at which the share is 5 % (break-even) and two estimates of that step from the paper student's
+    size (harness.plugins models: MACs per clip; 6 FLOP a MAC for forward and backward, batch 16): its FLOPs at
+    an H100's FP32 peak (67 TFLOP/s, a bound no batch-16 LSTM reaches) and its recurrence, 3 layers x 500
+    dependent time steps forward and as many backward at RECURRENT_STEP_US each (assumed)."""
+    import harness.builtins  # noqa: F401 - registers the built-in models
+    from harness import plugins
+    from harness.config import MethodConfig
+
+    c = MethodConfig()
+    size = plugins.models.get(c.student.model).size(c.student, c.features.student_mels, 10, c.features.n_frames)
+    flop_step = 6 * size.macs_per_clip * c.train.batch_size
+    flop_ms = flop_step / 67e12 * 1e3
+    recurrent_ms = 2 * c.student.layers * c.features.n_frames * RECURRENT_STEP_US / 1e3
+    breakeven_ms = eval_seconds / (EVAL_SHARE * PAPER_STEPS) * 1e3
+    share = lambda ms: eval_seconds / (PAPER_STEPS * ms / 1e3)  # noqa: E731
+    return [
+        {"figure": f"evaluation at DESED size / paper trial's GPU training ({PAPER_STEPS:,} steps): not measured (no "
+                   f"GPU); break-even GPU step for {EVAL_SHARE:.0%}",
+         "measured": f"{eval_seconds:.2f} s", "baseline": f"{breakeven_ms:.1f} ms/step", "ratio": None,
+         "target": f"<= {EVAL_SHARE:.0%}", "met": None},
+        {"figure": f"  estimate, recurrence-bound step ({2 * c.student.layers} x {c.features.n_frames} time steps x "
+                   f"{RECURRENT_STEP_US:g} us): share of the trial",
+         "measured": f"{share(recurrent_ms):.1%}", "baseline": f"{recurrent_ms:.1f} ms/step", "ratio": None,
+         "target": "(info)", "met": None},
+        {"figure": f"  estimate, FLOP-bound step ({flop_step / 1e9:.0f} GFLOP at 67 TFLOP/s): share of the trial",
+         "measured": f"{share(flop_ms):.1%}", "baseline": f"{flop_ms:.2f} ms/step", "ratio": None,
+         "target": "(info)", "met": None},
+    ]
+
+
 def benchmarks() -> list[tuple[str, Callable[[bool], list[dict]]]]:
-    from benchmarks import (bench_checkpoint, bench_features, bench_memory, bench_parallel, bench_step, bench_training,
-                            bench_verify)
+    from benchmarks import (bench_checkpoint, bench_features, bench_memory, bench_parallel, bench_startup, bench_step,
+                            bench_training, bench_verify)
 
     return [("1 training", bench_training.run), ("2 evaluation", eval_rows), ("3 features", bench_features.run),
             ("4 parallel", bench_parallel.run), ("5-6 study overhead and memory", bench_memory.run),
             ("7 trust", bench_verify.run), ("8 checkpoints", bench_checkpoint.run),
-            ("9 training step, fp32 and bf16", bench_step.run)]
+            ("9 training step, fp32 and bf16", bench_step.run), ("10 start-up", bench_startup.run),
+            ("11 final evaluation", final_eval_rows)]
 
 
 def write_results(rows: list[dict], info: dict[str, str], command: str, seconds: float, notes: list[str]) -> None:

@@ -96,7 +96,7 @@ def test_verdicts_and_reasons_follow_the_rule(tmp_path):
     assert reversed_cells[6:9] == [">", "4.00", "5.0e-04"]  # flipped to the published order; p unchanged
     assert _row_cells(page, "short budget")[10] == "no (3/3, 1/3)"
     assert "table1-quick-long, table2-quick-long, table3-quick-long: not run" in page
-    assert "docs/teacher-strength.md) is pending" in page
+    assert "(docs/teacher-strength.md) has not been run" in page
 
 
 def test_pseudolabel_note_links_the_study_once_it_exists(tmp_path):
@@ -104,7 +104,7 @@ def test_pseudolabel_note_links_the_study_once_it_exists(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "teacher-strength.md").write_text("# study\n", encoding="utf-8")
     page = rp.render(reports, tmp_path / "docs")
-    assert "see [teacher-strength.md](teacher-strength.md)" in page and "pending" not in page
+    assert "[teacher-strength.md](teacher-strength.md), measures" in page and "not been run" not in page
 
 
 def test_a_pair_in_two_reports_of_one_profile_is_an_error(tmp_path):

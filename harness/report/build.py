@@ -165,6 +165,8 @@ def _header(record: StudyRecord, n_results: int, metric: tables.MetricChoice | N
     overrides = ", ".join(f"`--set {o}`" for o in r.overrides) or "none"
     teacher = (f"{b.teacher_models} CNNs of width {b.teacher_channels}" if b.teacher_source == "train"
                else "predictions from a file")
+    if len(record.reference_rows) > 1:  # a study of several teachers: the base's teacher is not every run's
+        teacher = f"{len(record.reference_rows)} teachers (their rows in the tables)"
     student = (f"student h = {b.hidden} ({b.layers} layers" if b.student_model == "lstm"
                else f"student {b.student_model} (see each run's config")
     return (f"Profile: {r.profile}; overrides: {overrides}; budget: {b.steps:,} steps a run, {student}, "

@@ -26,7 +26,7 @@ RUN_TABLE = Path("tables") / "table4_val_f1.csv"  # the paper's Table 4 is on va
 CONVERGENCE_TABLE = Path("tables") / "convergence.csv"
 REGENERATE = "python -m harness reproduce-table --out docs/reproduction.md"
 PSEUDOLABEL_PAIR = ("EF+SW+EM+CS", "EF+W+EM+CS")  # "Strong + weak vs weak": reverses on the built-in corpus
-PSEUDOLABEL_STUDY = "teacher-strength.md"  # issue 28 items 1-2; linked once it exists beside the page
+PSEUDOLABEL_STUDY = "teacher-strength.md"  # linked once it exists beside the page
 
 # Why a row does not reproduce: what failed, behind "budget (...)" when some run had not converged.
 BUDGET, OPPOSITE, NOT_SIGNIFICANT, SIGNIFICANT, NOT_TESTABLE = (
@@ -244,12 +244,14 @@ def _sources(reports: Path, docs: Path, found: list[tuple[str, ...]]) -> str:
 
 
 def _pseudolabel_note(docs: Path) -> str:
-    study = (f"see {_link(docs / PSEUDOLABEL_STUDY, docs, PSEUDOLABEL_STUDY)}" if (docs / PSEUDOLABEL_STUDY).is_file()
-             else f"that study (docs/{PSEUDOLABEL_STUDY}) is pending")
+    study = (f"the study of teacher strength x pseudolabels, {_link(docs / PSEUDOLABEL_STUDY, docs, PSEUDOLABEL_STUDY)}, "
+             f"measures how the sign of this comparison follows the quality of the teacher's pseudolabels"
+             if (docs / PSEUDOLABEL_STUDY).is_file()
+             else f"the study of teacher strength x pseudolabels (docs/{PSEUDOLABEL_STUDY}) has not been run")
     return (f"[^pseudolabels]: Strong + weak vs weak reverses on the built-in corpus: the student given the teacher's "
-            f"weak pseudolabels alone scores above the one given strong and weak ones. Whether the teacher's strong "
-            f"pseudolabels are too poor there is the question of the pseudolabel-quality study of issue 28 items 1 "
-            f"and 2; {study}.")
+            f"weak pseudolabels alone scores above the one given strong and weak ones. The report's pseudolabel "
+            f"table scores the teacher's strong pseudolabels against the corpus's true events of the unlabeled clips; "
+            f"{study}.")
 
 
 RULE = f"""## The rule

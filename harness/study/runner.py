@@ -438,16 +438,16 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
                  bundles: dict[str, Path], data: DataState, sequential: dict | None = None) -> None:
     """study.json: the resolution, what the report needs (tables, variants, comparisons, teacher F1), job ids."""
     spec = study.spec
+    names = teacher_names(jobs, len(bundles), len(spec.teachers))
     teacher_rows = []
     for key, root in bundles.items():
         if not (Path(root) / MANIFEST).exists():  # on Slurm, a bundle still queued: the last job fills it in
             continue
         job = next(j for j in jobs if j.bundle_key == key)
         t = teacher_scores(root, job.config)
-        teacher_rows.append(ReferenceRow(name=teacher_label(key, job.teacher_seed, len(bundles), len(spec.teachers)),
+        teacher_rows.append(ReferenceRow(name=names[key],
                                          val_f1=round(t["validation"]["event_f1"], 4),
                                          test_f1=round(t["test"]["event_f1"], 4)))
-    names = {j.bundle_key: teacher_label(j.bundle_key, j.teacher_seed, len(bundles), len(spec.teachers)) for j in jobs}
     pseudolabel_rows = quality_rows(bundles, jobs, data, names)  # () where the unlabeled clips' truth is not known
     base = study.base
     factors = {j.variant: j.factors for j in jobs}
@@ -470,6 +470,24 @@ def _write_study(study: ResolvedStudy, run_dir: Path, jobs: list[JobSpec], tune_
         sequential=sequential, pseudolabel_rows=pseudolabel_rows, **_streams_record(study, jobs),
     )
     write_record(run_dir / STUDY, record)
+
+
+def teacher_names(jobs: list[JobSpec], n_bundles: int, n_teachers: int) -> dict[str, str]:
+    """Bundle key -> the report's name of its teacher row. Teachers of different configs (a study with the
+    teacher as a factor) are named by the teacher settings that differ between them, e.g. "Teacher (channels 8,
+    epochs 3)"; otherwise as teacher_label says."""
+    configs = {j.bundle_key: dataclasses.asdict(j.config.teacher) for j in jobs}
+    differ = [k for k in next(iter(configs.values()), {}) if len({repr(c[k]) for c in configs.values()}) > 1]
+    seeds = {j.bundle_key: j.teacher_seed for j in jobs}
+    names = {}
+    for key, config in configs.items():
+        if differ and n_teachers == 1:
+            names[key] = "Teacher (" + ", ".join(f"{k.replace('_', ' ')} {config[k]}" for k in differ) + ")"
+        else:
+            names[key] = teacher_label(key, seeds[key], n_bundles, n_teachers)
+    if len(set(names.values())) < len(names):  # same teacher settings, other features or data: keep them apart
+        names = {key: teacher_label(key, seeds[key], n_bundles, n_teachers) for key in configs}
+    return names
 
 
 def teacher_label(bundle_key: str, teacher_seed: int, n_bundles: int, n_teachers: int) -> str:
