@@ -347,11 +347,21 @@ def _resolved(args, more: tuple[str, ...] = ()):
 
 def cmd_run(args) -> int:
     study, cache = _resolved(args)  # bad input fails here, before any worker starts (this import is light)
-    if args.backend == "local" and (args.jobs is None or args.jobs >= 1):
-        from harness.study import workers
+    if not (args.backend == "local" and (args.jobs is None or args.jobs >= 1)):
+        return _run(args, study, cache)
+    from harness.study import workers
 
-        # Before the imports below: the workers load torch while this process does the same.
-        workers.warm_up(workers.default_workers(args.jobs), workers.default_threads(args.threads))
+    # Before the imports below: the workers load torch while this process does the same.
+    workers.warm_up(workers.default_workers(args.jobs), workers.default_threads(args.threads))
+    try:
+        return _run(args, study, cache)
+    finally:
+        # Every job has ended or stopped here: end the workers now rather than in loky's exit handler, which
+        # waits for each one, and for one still warming up (a study refused after the warm-up began) seconds.
+        workers.discard()
+
+
+def _run(args, study, cache) -> int:
     from harness.study.runner import RunOptions
 
     options = RunOptions(runs_dir=args.runs, cache_dir=cache, backend=args.backend, jobs=args.jobs,

@@ -50,18 +50,13 @@ def tiny_bundle(tiny_study_job, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.fixture(scope="session")
-def tiny_stages(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_stages(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache that holds the tiny corpus's shared stages (features, teacher, pseudolabels) of the `tiny`
-    profile, built once through the CLI. Tests about jobs (signals, limits, preemption) start from a copy
-    (`warm_cache`) instead of building the stages again; tests about the stages start from an empty cache."""
-    root = tmp_path_factory.mktemp("tiny_stages")
-    (root / "warm.toml").write_text(f'[study]\nname = "warm"\nseeds = 1\n\n[[variant]]\nname = "A"\n\n'
-                                    f'[data]\nroot = "{tiny_corpus}"\n')
-    out = subprocess.run([sys.executable, "-m", "harness", "run", str(root / "warm.toml"), "--profile", "tiny",
-                          "--runs", str(root / "runs"), "--cache", str(root / "cache"), "--jobs", "1", "--no-report",
-                          "--set", "train.steps=1"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return root / "cache"
+    profile: a copy of the cache of `tiny_bundle`, whose stages `harness.study.stages.prepare` built once (the
+    code that builds them for `harness run`; a run on a copy reads them as a verified cache hit). Tests about
+    jobs (signals, limits, preemption) start from a copy (`warm_cache`) instead of building the stages again;
+    tests about the stages start from an empty cache."""
+    return Path(shutil.copytree(tiny_bundle.parents[1], tmp_path_factory.mktemp("tiny_stages") / "cache"))
 
 
 def warm_cache(stages: Path, root: Path) -> Path:
@@ -110,8 +105,7 @@ def dask_cluster(tmp_path):
     procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)]
-    time.sleep(2)
-    for _ in range(2):
+    for _ in range(2):  # started beside the scheduler: a worker retries its connection until the scheduler is up
         procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nthreads", "1",
                                        "--no-dashboard", "--host", "127.0.0.1"], cwd=tmp_path, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))

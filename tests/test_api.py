@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
+from conftest import warm_cache
 from harness import api
 from harness.errors import ConfigError, DataError
 
@@ -30,7 +31,8 @@ b = "NM"
 """
 
 
-def test_load_plan_run_results_report(tmp_path, tiny_corpus):
+def test_load_plan_run_results_report(tmp_path, tiny_corpus, tiny_stages):
+    warm_cache(tiny_stages, tmp_path)  # the prebuilt shared stages: the API is what this is about
     (tmp_path / "api.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
     study = api.load(tmp_path / "api.toml", profile="tiny", overrides=["train.steps=6"],
                      cache_dir=tmp_path / "cache", runs_dir=tmp_path / "runs")

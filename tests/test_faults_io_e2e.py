@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -154,10 +155,8 @@ def test_binary_files_given_as_text_are_named_without_their_bytes(tmp_path, tiny
 # --------------------------------------------------------------------------- item 8: symbolic links
 
 
-def test_a_run_folder_s_links_are_never_written_through(tmp_path, tiny_corpus, tiny_stages):
-    _study(tmp_path, _corpus(tiny_corpus))
-    warm_cache(tiny_stages, tmp_path)
-    assert _run(tmp_path, "--no-report").returncode == 0
+def test_a_run_folder_s_links_are_never_written_through(tmp_path, finished_run):
+    _copy_of(finished_run, tmp_path)  # the study run once, as `_run(tmp_path, "--no-report")` leaves it
     (job,) = (tmp_path / "runs" / "io" / "jobs").iterdir()
     outside, folder = tmp_path / "outside.txt", tmp_path / "outside"
     outside.write_text("precious\n")
@@ -179,8 +178,6 @@ def test_a_run_folder_s_links_are_never_written_through(tmp_path, tiny_corpus, t
         (job / name).symlink_to(outside)
     curves = job / "tensorboard"
     if curves.exists():
-        import shutil
-
         shutil.rmtree(curves)
     curves.symlink_to(folder, target_is_directory=True)
     second = _run(tmp_path, "--no-report", "--force")
@@ -191,10 +188,8 @@ def test_a_run_folder_s_links_are_never_written_through(tmp_path, tiny_corpus, t
     assert not curves.is_symlink() and not (job / "checkpoint.pt").is_symlink()
 
 
-def test_a_linked_study_lock_is_refused_not_truncated(tmp_path, tiny_corpus, tiny_stages):
-    _study(tmp_path, _corpus(tiny_corpus))
-    warm_cache(tiny_stages, tmp_path)
-    assert _run(tmp_path, "--no-report").returncode == 0
+def test_a_linked_study_lock_is_refused_not_truncated(tmp_path, finished_run):
+    _copy_of(finished_run, tmp_path)  # the study run once, as `_run(tmp_path, "--no-report")` leaves it
     outside = tmp_path / "outside.txt"
     outside.write_text("precious\n")
     lock = tmp_path / "runs" / "io" / ".lock"
@@ -232,6 +227,13 @@ def finished_run(tiny_corpus, tiny_stages, tmp_path_factory) -> Path:
     warm_cache(tiny_stages, root)
     assert _run(root, "--no-report").returncode == 0
     return root / "runs" / "io"
+
+
+def _copy_of(finished_run: Path, root: Path) -> None:
+    """root/s.toml, root/cache and root/runs/io: a copy of `finished_run`'s folder, for a test that changes it."""
+    shutil.copy(finished_run.parents[1] / "s.toml", root / "s.toml")
+    shutil.copytree(finished_run.parents[1] / "cache", root / "cache")
+    shutil.copytree(finished_run, root / "runs" / "io")
 
 
 def _status(run_dir: Path, stdout) -> subprocess.CompletedProcess:

@@ -48,6 +48,11 @@ def _start(root: Path, steps: int = 200) -> subprocess.Popen:
 
 
 
+# The kill lands at the jobs' first epoch (step 2); the driver's death reaches its workers at once (PR_SET_PDEATHSIG),
+# so a job of 100 steps is stopped long before its end on any CPU; every run of the test resumes the same jobs.
+KILL9_STEPS = 100
+
+
 def _wait_for_epochs(run_dir: Path, process: subprocess.Popen, jobs: int = 2) -> list[Path]:
     """The job folders once `jobs` of them have logged a finished epoch (each has written a checkpoint)."""
     deadline = time.time() + 300
@@ -75,7 +80,7 @@ def test_kill_9_of_the_driver_alone_leaves_no_process_and_a_rerun_never_runs_a_j
     warm_cache(tiny_stages, tmp_path)
     _write_study(tmp_path, tiny_corpus)
     run_dir = tmp_path / "runs" / "faults"
-    driver = _start(tmp_path)
+    driver = _start(tmp_path, KILL9_STEPS)
     jobs = _wait_for_epochs(run_dir, driver)
     family = [c.pid for c in psutil.Process(driver.pid).children(recursive=True)]
     assert len(family) >= 2  # the pool's two workers, and loky's resource trackers
@@ -102,7 +107,7 @@ def test_kill_9_of_the_driver_alone_leaves_no_process_and_a_rerun_never_runs_a_j
     before = {name: (held / name).read_bytes() for name in ("log.txt", "started.json", "checkpoint.pt")
               if (held / name).exists()}
     try:
-        rerun = _start(tmp_path)
+        rerun = _start(tmp_path, KILL9_STEPS)
         stdout, stderr = rerun.communicate(timeout=600)
         assert rerun.returncode == 3, stderr[-2000:]  # not a success, not a failure: running elsewhere
         assert "Traceback" not in stderr
@@ -123,7 +128,7 @@ def test_kill_9_of_the_driver_alone_leaves_no_process_and_a_rerun_never_runs_a_j
         lock.close()
 
     # once that process has gone, the same command resumes the job: one attempt after the other, never two at once
-    again = _start(tmp_path)
+    again = _start(tmp_path, KILL9_STEPS)
     stdout, stderr = again.communicate(timeout=600)
     assert again.returncode == 0, stderr[-2000:]
     log = (held / "log.txt").read_text()

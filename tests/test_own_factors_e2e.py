@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from conftest import warm_cache
+
 STUDY = """
 [study]
 name = "own"
@@ -45,8 +47,9 @@ def harness(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, tiny_corpus):
+def study(tmp_path_factory, tiny_corpus, tiny_stages):
     root = tmp_path_factory.mktemp("own_factors")
+    warm_cache(tiny_stages, root)  # the prebuilt shared stages: the factors are what this is about
     (root / "own.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
     common = ["--profile", "tiny", "--runs", str(root / "runs"), "--cache", str(root / "cache")]
     plan = harness("plan", str(root / "own.toml"), *common, cwd=root)

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from scipy.stats import mannwhitneyu
 
+from conftest import warm_cache
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "harness-example-plugin"
 
 STUDY = """
@@ -87,8 +89,9 @@ def example_env(package_parent: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def plugged(tmp_path_factory, tiny_corpus):
+def plugged(tmp_path_factory, tiny_corpus, tiny_stages):
     root = tmp_path_factory.mktemp("plugins")
+    warm_cache(tiny_stages, root)  # the prebuilt shared stages: the plugins are what this is about
     package = Path(shutil.copytree(EXAMPLE, root / "example"))  # a copy: a test edits its source
     (root / "framewise.py").write_text(FILE_PLUGIN)
     variants = '\n[[variant]]\nname = "Framewise"\n"student.model" = "framewise"\n'

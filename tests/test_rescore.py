@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import warm_cache
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.evaluation.outputs import read_probabilities, write_probabilities
@@ -46,9 +47,11 @@ SCORES = ("val_f1", "test_f1", "val_segment_f1", "test_segment_f1", "val_psds1",
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, tiny_corpus) -> tuple[Path, Path]:
-    """(run directory, cache) of a 2 x 2 tiny study run by the command line."""
+def study(tmp_path_factory, tiny_corpus, tiny_stages) -> tuple[Path, Path]:
+    """(run directory, cache) of a 2 x 2 tiny study run by the command line, on a copy of the prebuilt shared
+    stages (conftest's `tiny_stages`)."""
     root = tmp_path_factory.mktemp("rescore")
+    warm_cache(tiny_stages, root)
     (root / "tiny.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
     out = subprocess.run([sys.executable, "-m", "harness", "run", str(root / "tiny.toml"), "--profile", "tiny",
                           "--runs", str(root / "runs"), "--cache", str(root / "cache"), "--jobs", "2", "--no-report"],

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import warm_cache
 from harness import identity
 from harness.bundle import Bundle
 from harness.config import MethodConfig
@@ -210,7 +211,7 @@ def _run(root: Path, name: str, seeds: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def cli_runs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_runs(tiny_corpus: Path, tiny_stages: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default study and the crossed design (2 init x 2 order x 2 teachers), one cache between them."""
     import shutil
 
@@ -218,6 +219,7 @@ def cli_runs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     shutil.copytree(tiny_corpus, base / "corpus")
     root = base / "work"
     root.mkdir()
+    warm_cache(tiny_stages, root)  # teacher 0's bundle, prebuilt (conftest); the crossed design builds teacher 1's
     _run(root, "default", "seeds = 2")
     _run(root, "crossed", "seeds = { init = 2, order = 2 }\nteacher_seeds = 2")
     return root

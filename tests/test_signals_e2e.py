@@ -30,10 +30,12 @@ curriculum = "easier"
 
 
 def _start(root: Path) -> subprocess.Popen:
+    # 60 steps: each signal below lands at a point of the study (a job's start, a job's end), not at a step count;
+    # the resume then runs every unfinished job to its end
     return subprocess.Popen(
         [sys.executable, "-m", "harness", "run", str(root / "sig.toml"), "--profile", "tiny", "--runs",
          str(root / "runs"), "--cache", str(root / "cache"), "--jobs", "2", "--name", "sig", "--no-report",
-         "--set", "train.steps=120"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--set", "train.steps=60"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
 
 

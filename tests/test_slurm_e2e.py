@@ -56,17 +56,26 @@ def _slurm_id(run_dir: Path, job_id: str) -> str:
     return json.loads((run_dir / "slurm" / "submissions.json").read_text())["tasks"][job_id]["id"]
 
 
+def _active(run_dir: Path) -> list[str]:
+    """The run's Slurm tasks still queued or running: every one it submitted (submissions.json, read again each
+    time: a `continue` job adds the waves it submits before it ends), the `finish` job included."""
+    from slurm_cluster import ACTIVE, job_states
+
+    ids = [t["id"] for t in json.loads((run_dir / "slurm" / "submissions.json").read_text())["tasks"].values()]
+    return [i for i, state in job_states(ids).items() if state in ACTIVE]
+
+
 def _wait_done(root: Path, run_dir: Path, n: int, timeout: float = 300) -> str:
-    """`harness status` once every job has ended (done or failed); asserts that all are done."""
+    """`harness status` once every Slurm task of the run has ended (its jobs, then the finish job that rebuilds
+    the tables after the last of them); asserts that all `n` jobs are done."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = _harness("status", str(run_dir), cwd=root).stdout
-        counts = re.search(r"(\d+) done, \d+ running, (\d+) failed", status)
-        if counts and int(counts[1]) + int(counts[2]) == n:
-            assert int(counts[1]) == n, f"{status}\n{_logs(run_dir)}"
-            return status
-        time.sleep(3)
-    raise AssertionError(f"not done within {timeout} s:\n{status}\n{_logs(run_dir)}")
+    while _active(run_dir) and time.time() < deadline:
+        time.sleep(0.5)  # squeue, not a `harness status` each time: the jobs have the CPUs
+    status = _harness("status", str(run_dir), cwd=root).stdout
+    counts = re.search(r"(\d+) done, \d+ running, (\d+) failed", status)
+    assert not _active(run_dir), f"not done within {timeout} s:\n{status}\n{_logs(run_dir)}"
+    assert counts and int(counts[1]) == n, f"{status}\n{_logs(run_dir)}"
+    return status
 
 
 def _logs(run_dir: Path) -> str:
@@ -110,7 +119,6 @@ def test_a_study_submitted_to_slurm_runs_unattended_survives_a_preemption_and_ma
     assert "slurm:" in status  # Slurm's state beside the harness's own
     log = (victim / "log.txt").read_text()
     assert "ended: Preempted" in log and "requeued" in log and "resumed from checkpoint" in log
-    time.sleep(5)  # the finish job rebuilds the tables after the last job
     cols = ["job_id", "val_f1", "test_f1", "best_epoch", "steps"]
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "results.csv")[cols],
                                   pd.read_csv(tmp_path / "runs" / "local" / "results.csv")[cols])
@@ -131,8 +139,13 @@ def test_cancel_stops_every_slurm_job_of_the_study(slurm, tmp_path, tiny_corpus,
     cancel = _harness("cancel", str(run_dir), cwd=tmp_path)
     assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stderr
     ids = [t["id"] for t in json.loads((run_dir / "slurm" / "submissions.json").read_text())["tasks"].values()]
-    time.sleep(3)
-    assert not [s for s in job_states(ids).values() if s in ("PENDING", "RUNNING", "CONFIGURING")]
+    def live() -> list[str]:
+        return [s for s in job_states(ids).values() if s in ("PENDING", "RUNNING", "CONFIGURING")]
+
+    deadline = time.time() + 3  # within 3 s of the cancel
+    while live() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not live()
 
 
 def test_an_unknown_cluster_key_is_refused_with_the_valid_ones(tmp_path, tiny_corpus):
@@ -179,20 +192,20 @@ def test_a_study_with_a_tuning_stage_runs_unattended_on_slurm(slurm, tmp_path, t
     run_dir = tmp_path / "runs" / "slurm"
     deadline = time.time() + 300
     while time.time() < deadline and not (run_dir / "results.csv").exists():
-        time.sleep(3)
+        time.sleep(0.5)
     _wait_done(tmp_path, run_dir, 1)
     chosen = choose_lambdas(read_results(run_dir / "jobs", phase="tune"))  # the choice from the tuning jobs
     assert len(read_results(run_dir / "jobs", phase="tune")) == 2
     recorded = json.loads((run_dir / "tuning.json").read_text())["chosen"]
     assert {v: tuple(p) for v, p in recorded.items()} == chosen
-    time.sleep(5)  # the finish job rebuilds the tables after the last job
     table = pd.read_csv(run_dir / "results.csv")
     assert len(table) == 1 and (table["lambda1"].iloc[0], table["lambda2"].iloc[0]) == chosen["A"]
 
 
-def test_dask_workers_as_slurm_jobs_give_the_local_numbers(slurm, tmp_path, tiny_corpus):
+def test_dask_workers_as_slurm_jobs_give_the_local_numbers(slurm, tmp_path, tiny_corpus, tiny_stages):
     pytest.importorskip("dask_jobqueue")
     _study(tmp_path, tiny_corpus)
+    warm_cache(tiny_stages, tmp_path)  # the stages as Slurm jobs: test_a_study_with_a_tuning_stage_...
     steps = ("--set", "train.steps=30", "--no-report")
     local = _harness("run", str(tmp_path / "s.toml"), "--profile", "tiny", "--runs", str(tmp_path / "runs"), "--cache",
                      str(tmp_path / "cache"), "--name", "local", "--jobs", "2", *steps, cwd=tmp_path)

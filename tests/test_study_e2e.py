@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import warm_cache
 from harness.schema import PER_CLASS_COLUMNS, RESULTS_COLUMNS
 
 STUDY = """
@@ -51,10 +52,12 @@ def harness(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> 
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_corpus):
-    """A study file and a cache whose synthetic corpus is the session's tiny corpus (generated once)."""
+def workdir(tmp_path_factory, tiny_corpus, tiny_stages):
+    """A study file and a cache whose synthetic corpus is the session's tiny corpus (generated once), the cache a
+    copy of the prebuilt shared stages (conftest's `tiny_stages`): the stages are not what this is about."""
     root = tmp_path_factory.mktemp("study")
     (root / "tiny.toml").write_text(STUDY + f'\n[data]\nroot = "{tiny_corpus}"\n')
+    warm_cache(tiny_stages, root)
     return root
 
 
