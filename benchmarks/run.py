@@ -185,15 +185,67 @@ def benchmarks() -> list[tuple[str, Callable[[bool], list[dict]]]]:
             ("11 final evaluation", final_eval_rows)]
 
 
-def write_results(rows: list[dict], info: dict[str, str], command: str, seconds: float, notes: list[str]) -> None:
+# A figure of a RESULTS.md written before it had a section per benchmark: its benchmark, by the figure's start.
+_OLD_SECTIONS = (("  h=32, fp32 alone", "9 training step, fp32 and bf16"), ("training steps/s", "1 training"),
+                 ("  h=", "1 training"), ("student FLOP/s", "1 training"),
+                 ("matmul", "1 training"), ("evaluation:", "2 evaluation"), ("features", "3 features"),
+                 ("parallel", "4 parallel"), ("study overhead", "5-6 study overhead and memory"),
+                 ("  of which", "5-6 study overhead and memory"), ("memory:", "5-6 study overhead and memory"),
+                 ("trust:", "7 trust"), ("checkpoint", "8 checkpoints"), ("  checkpoint", "8 checkpoints"),
+                 ("  training step, h=", "8 checkpoints"), ("training step, quick job", "9 training step, fp32 and bf16"),
+                 )
+
+
+def kept_sections(text: str) -> dict[str, list[str]]:
+    """Benchmark name -> the lines of its section in an earlier RESULTS.md (its "measured" line and table), so
+    that `--only` replaces the sections it runs and keeps the others with the commit and date they were
+    measured at. A file from before the sections: its one table split by figure (_OLD_SECTIONS)."""
+    lines = text.splitlines()
+    if any(line.startswith("## ") and line[3:4].isdigit() for line in lines):
+        sections, name = {}, None
+        for line in lines:
+            if line.startswith("## "):
+                name = line[3:] if line[3:4].isdigit() else None
+                if name:
+                    sections[name] = []
+            elif name:
+                sections[name].append(line)
+        return {k: v for k, v in sections.items()}
+    written = next((line for line in lines if line.startswith("Written by")), "")
+    commit_line = next((line for line in lines if line.startswith("- commit:")), "")
+    header = [line for line in lines if line.startswith("| figure")][:1]
+    rule = [line for line in lines if line.startswith("| ---")][:1]
+    sections: dict[str, list[str]] = {}
+    for line in lines:
+        if not line.startswith("| ") or line.startswith(("| figure", "| ---")):
+            continue
+        figure = line[2:]
+        name = next((n for prefix, n in _OLD_SECTIONS if figure.startswith(prefix)), None)
+        if name:
+            sections.setdefault(name, ["", f"Not measured again: {written} ({commit_line[2:]}).", "", *header, *rule])
+            sections[name].append(line)
+    return {k: [*v, ""] for k, v in sections.items()}
+
+
+def write_results(sections: dict[str, list[dict]], info: dict[str, str], command: str, seconds: float,
+                  notes: list[str], only: list[str] | None = None) -> None:
+    """One section per benchmark, in the order of benchmarks(); with `only`, the sections not run are kept from
+    the RESULTS.md there was (kept_sections), each saying when it was measured."""
+    kept = kept_sections(RESULTS.read_text()) if only and RESULTS.exists() else {}
     lines = ["# Benchmark results", "",
              f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
              f"in {seconds / 60:.1f} min.", "", f"- commit: `{commit()}`"]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "Each ratio is taken in the same run; targets are for a 2-core CPU. What each figure times is "
-              "described in the docstring of its `benchmarks/bench_*.py`.", "", format_table(rows), ""]
-    lines += ["## Notes", "", *(f"- {n}" for n in [*notes, *NOTES]), ""]
-    RESULTS.write_text("\n".join(lines))
+              "described in the docstring of its `benchmarks/bench_*.py`."]
+    for name, _ in benchmarks():
+        if name in sections:
+            lines += ["", f"## {name}", "", f"Measured in this run (`{command}`, commit above).", "",
+                      format_table(sections[name])]
+        elif name in kept:
+            lines += ["", f"## {name}", *kept[name]]
+    lines += ["", "## Notes", "", *(f"- {n}" for n in [*notes, *NOTES]), ""]
+    RESULTS.write_text("\n".join(line.rstrip() for line in lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     info_before = machine()
     start = time.perf_counter()
     rows: list[dict] = []
+    sections: dict[str, list[dict]] = {}
     notes: list[str] = []
     for name, fn in benchmarks():
         if args.only and not any(o in name for o in args.only):
@@ -217,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                      "baseline": "", "ratio": None, "target": "", "met": False}]
             traceback.print_exc()
         rows += part
+        sections[name] = part
         print_table(part)
         notes.append(f"{name}: {time.perf_counter() - t0:.0f} s")
     info = {**info_before, "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg())}
@@ -224,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         f" --only {' '.join(args.only)}" if args.only else "")
     print()
     print_table(rows)
-    write_results(rows, info, command, time.perf_counter() - start, notes)
+    write_results(sections, info, command, time.perf_counter() - start, notes, args.only)
     print(f"written: {RESULTS}")
     return 0
 
