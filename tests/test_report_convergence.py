@@ -173,7 +173,7 @@ def test_rule_text_states_the_rule_and_its_error_rates():
 
 def test_constants_come_from_the_report_and_the_measured_noise():
     assert conv.RISE_PER_EPOCH == compare.DEFAULT_ROPE  # the practical difference, gained every epoch
-    runs = pd.read_csv(Path(__file__).resolve().parents[1] / "reports/table2-quick-long/tables/convergence_runs.csv")
+    runs = pd.read_csv(Path(__file__).resolve().parents[1] / "benchmarks/convergence-inputs/tables/convergence_runs.csv")
     sd = cc.residual_sd(runs["slope"], runs["p_trend"], runs["tail_epochs"])
     assert len(sd) == 15 and math.sqrt(np.mean(sd ** 2)) == pytest.approx(conv.NOISE_SD, abs=0.005)
     assert 1.0 < sd.min() and sd.max() < 2.6

@@ -46,13 +46,6 @@ class EnergyReading:
     seconds: float = 0.0
 
 
-def warm_up() -> None:
-    """Run codecarbon's per-process hardware probe (py-cpuinfo's subprocess, its CPU power table) once, so that
-    a worker's first job does not wait for it. Measures nothing; a failure is left for the job to report."""
-    meter = EnergyMeter(measure_seconds=3600.0).start()
-    meter.stop()
-
-
 class EnergyMeter:
     """A codecarbon tracker around one stage: `start()`, then `stop()` returns its EnergyReading.
 

@@ -145,14 +145,7 @@ def _worker_signals(driver: int) -> None:
 
 
 def _import_job_code() -> None:
-    """What every job of a worker would otherwise pay before its first step, paid while the driver plans and
-    builds stages (benchmarks/bench_startup.py): the job code's imports, torch._dynamo (torch.optim imports it
-    when the first Adam is built, ~1 s) and codecarbon's hardware probe (~1.2 s, kept per process)."""
     import harness.study.job  # noqa: F401 - the import is the point
-    import torch._dynamo  # noqa: F401
-    from harness.evaluation.energy import warm_up
-
-    warm_up()
 
 
 # Sent to a worker by the kernel when its parent dies (Linux: prctl PR_SET_PDEATHSIG); SIGUSR2 because nothing
