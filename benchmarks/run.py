@@ -210,7 +210,7 @@ def kept_sections(text: str) -> dict[str, list[str]]:
                     sections[name] = []
             elif name:
                 sections[name].append(line)
-        return {k: v for k, v in sections.items()}
+        return sections
     written = next((line for line in lines if line.startswith("Written by")), "")
     commit_line = next((line for line in lines if line.startswith("- commit:")), "")
     header = [line for line in lines if line.startswith("| figure")][:1]
